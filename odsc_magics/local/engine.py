@@ -1,0 +1,708 @@
+"""The model server of a local deployment: vLLM's OpenAI protocol, builtin or forwarded upstream.
+
+``builtin`` answers with deterministic text derived from the prompt and exact token accounting (no weights);
+``openai:URL`` forwards to any OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from odsc_magics.local.textgen import generate
+from odsc_magics.local.tokens import count_tokens, message_text, render_chat
+
+__all__ = ["BuiltinEngine", "Engine", "EngineReply", "OpenAIEngine", "make_engine"]
+
+DONE_FRAME = b"data: [DONE]\n\n"
+ROUTES = {"/v1/completions": "POST", "/v1/chat/completions": "POST", "/v1/models": "GET", "/health": "GET"}
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's CompletionRequest default; chat has none (up to the context)
+
+
+@dataclass
+class EngineReply:
+    """What the model server answers: ``body`` (JSON; None means an empty body) or an SSE ``stream``."""
+
+    status: int
+    body: dict | list | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A model server speaking vLLM's OpenAI-compatible protocol."""
+
+    served_model_name: str
+
+    async def handle(self, method: str, path: str, body: Any, *, context: dict) -> EngineReply: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_engine(
+    spec: str,
+    *,
+    ttft_ms: float = 50.0,
+    tokens_per_s: float = 100.0,
+    served_model_name: str = "odsc-llm",
+    max_model_len: int = 4096,
+) -> Engine:
+    """Build the engine named by ``spec``: ``"builtin"`` or ``"openai:URL"``."""
+    if spec == "builtin":
+        return BuiltinEngine(
+            ttft_ms=ttft_ms,
+            tokens_per_s=tokens_per_s,
+            served_model_name=served_model_name,
+            max_model_len=max_model_len,
+        )
+    if spec.startswith("openai:"):
+        url = spec[len("openai:") :].strip()
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"engine {spec!r}: the URL must start with http:// or https://, "
+                "e.g. openai:http://127.0.0.1:8000 (vLLM) or openai:http://127.0.0.1:11434/v1 (Ollama)"
+            )
+        return OpenAIEngine(url, served_model_name=served_model_name)
+    raise ValueError(
+        f"unknown engine {spec!r}: use 'builtin' or 'openai:URL' (e.g. openai:http://127.0.0.1:8000)"
+    )
+
+
+# --- vLLM's answers -------------------------------------------------------------------------------
+
+
+def error_reply(status: int, message: str, err_type: str = "BadRequestError") -> EngineReply:
+    """vLLM's error body."""
+    return EngineReply(
+        status, {"object": "error", "message": message, "type": err_type, "param": None, "code": status}
+    )
+
+
+def route_reply(method: str, path: str) -> EngineReply | None:
+    """FastAPI's 404 / 405 for an unknown path or a wrong method, else None."""
+    allowed = ROUTES.get(path)
+    if allowed is None:
+        return EngineReply(404, {"detail": "Not Found"})
+    if method.upper() != allowed:
+        return EngineReply(405, {"detail": "Method Not Allowed"}, headers={"allow": allowed})
+    return None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _frame(obj: Any) -> bytes:
+    return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+class _BadRequest(Exception):
+    def __init__(self, reply: EngineReply) -> None:
+        super().__init__(reply.body)
+        self.reply = reply
+
+
+def _invalid(loc: tuple, err_type: str, msg: str, value: Any) -> _BadRequest:
+    # FastAPI's RequestValidationError as vLLM renders it: str() of pydantic's error list.
+    detail = [{"type": err_type, "loc": ("body", *loc), "msg": msg, "input": value}]
+    return _BadRequest(error_reply(400, str(detail)))
+
+
+def _value_error(message: str) -> _BadRequest:
+    return _BadRequest(error_reply(400, message))
+
+
+_TYPES = {
+    "int": ("int_type", "Input should be a valid integer"),
+    "number": ("float_type", "Input should be a valid number"),
+    "bool": ("bool_type", "Input should be a valid boolean"),
+    "str": ("string_type", "Input should be a valid string"),
+    "dict": ("dict_type", "Input should be a valid dictionary"),
+    "list": ("list_type", "Input should be a valid list"),
+}
+
+
+def _field(body: dict, name: str, kind: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "dict": isinstance(value, dict),
+        "list": isinstance(value, list),
+    }[kind]
+    if not ok and kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not ok:
+        err_type, msg = _TYPES[kind]
+        raise _invalid((name,), err_type, msg, value)
+    return value
+
+
+# --- the builtin engine ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Choice:
+    tokens: list[str]
+    finish_reason: str
+    stop_reason: str | None
+
+
+@dataclass
+class _Request:
+    chat: bool
+    prompts: list[tuple[str, int, str]]  # (text that seeds the answer, prompt tokens, keyword source)
+    n: int
+    max_tokens: int | None
+    stop: list[str]
+    include_stop: bool
+    min_tokens: int
+    ignore_eos: bool
+    sampling_key: str
+    temperature: float
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool
+
+
+class BuiltinEngine:
+    """Deterministic text derived from the prompt, exact token accounting, no weights."""
+
+    def __init__(
+        self,
+        *,
+        ttft_ms: float = 50.0,
+        tokens_per_s: float = 100.0,
+        served_model_name: str = "odsc-llm",
+        max_model_len: int = 4096,
+    ) -> None:
+        self.served_model_name = served_model_name
+        self.max_model_len = max_model_len
+        self.ttft_s = max(float(ttft_ms), 0.0) / 1000.0
+        self.token_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
+        self._model_json = _dumps(served_model_name)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    async def handle(self, method: str, path: str, body: Any, *, context: dict) -> EngineReply:
+        """Answer one request to the model server's container route ``path``."""
+        path = path.split("?", 1)[0]
+        bad_route = route_reply(method, path)
+        if bad_route is not None:
+            return bad_route
+        if path == "/health":
+            return EngineReply(200, None)
+        if path == "/v1/models":
+            return EngineReply(200, self._models(context))
+        chat = path == "/v1/chat/completions"
+        try:
+            req = self._parse(body, chat=chat)
+            choices = [self._choice(req, p, j) for p in req.prompts for j in range(req.n)]
+        except _BadRequest as exc:
+            return exc.reply
+        prompt_tokens = sum(p[1] for p in req.prompts)
+        if req.stream:
+            return EngineReply(200, stream=self._stream(req, choices, prompt_tokens))
+        return await self._complete(req, choices, prompt_tokens)
+
+    # -- request --
+
+    def _parse(self, body: Any, *, chat: bool) -> _Request:
+        if not isinstance(body, dict):
+            if body is None:
+                raise _invalid((), "missing", "Field required", None)
+            raise _invalid(
+                (),
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+                body,
+            )
+        name = "messages" if chat else "prompt"
+        if body.get(name) is None:
+            raise _invalid((name,), "missing", "Field required", body)
+        prompts = self._chat_prompt(body["messages"]) if chat else self._completion_prompts(body["prompt"])
+        model = _field(body, "model", "str")
+        stream = _field(body, "stream", "bool", False)
+        stream_options = _field(body, "stream_options", "dict")
+        n = _field(body, "n", "int", 1)
+        max_tokens = _field(body, "max_tokens", "int")
+        if chat:
+            max_tokens = _field(body, "max_completion_tokens", "int", max_tokens)
+        elif max_tokens is None:
+            max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
+        temperature = float(_field(body, "temperature", "number", 1.0))
+        top_p = float(_field(body, "top_p", "number", 1.0))
+        seed = _field(body, "seed", "int")
+        min_tokens = _field(body, "min_tokens", "int", 0)
+        ignore_eos = _field(body, "ignore_eos", "bool", False)
+        include_stop = _field(body, "include_stop_str_in_output", "bool", False)
+        stop = body.get("stop")
+        if stop is None:
+            stop = []
+        elif isinstance(stop, str):
+            stop = [stop]
+        elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+            raise _invalid(("stop",), "string_type", "Input should be a valid string", stop)
+        if model is not None and model != self.served_model_name:
+            raise _BadRequest(error_reply(404, f"The model `{model}` does not exist.", "NotFoundError"))
+        if stream_options is not None and not stream:
+            raise _value_error("Stream options can only be defined when `stream=True`.")
+        if body.get("echo"):
+            raise _value_error("echo is not supported by this model server.")
+        if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
+            raise _value_error("logprobs are not supported by this model server.")
+        if n < 1:
+            raise _value_error(f"n must be at least 1, got {n}.")
+        if temperature < 0:
+            raise _value_error(f"temperature must be non-negative, got {temperature}.")
+        if not 0.0 < top_p <= 1.0:
+            raise _value_error(f"top_p must be in (0, 1], got {top_p}.")
+        if max_tokens is not None and max_tokens < 1:
+            raise _value_error(f"max_tokens must be at least 1, got {max_tokens}.")
+        if min_tokens < 0:
+            raise _value_error(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
+        if max_tokens is not None and min_tokens > max_tokens:
+            raise _value_error(
+                f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
+            )
+        for _, prompt_len, _ in prompts:
+            self._check_context(prompt_len, max_tokens)
+        sampling_key = "\x00".join(
+            str(body.get(k)) for k in ("top_k", "presence_penalty", "frequency_penalty", "repetition_penalty")
+        )
+        options = stream_options or {}
+        return _Request(
+            chat=chat,
+            prompts=prompts,
+            n=n,
+            max_tokens=max_tokens,
+            stop=[s for s in stop if s],
+            include_stop=include_stop,
+            min_tokens=min_tokens,
+            ignore_eos=ignore_eos,
+            sampling_key=f"{seed}\x00{temperature}\x00{top_p}\x00{sampling_key}",
+            temperature=temperature,
+            stream=stream,
+            include_usage=bool(options.get("include_usage")),
+            continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
+        )
+
+    def _completion_prompts(self, prompt: Any) -> list[tuple[str, int, str]]:
+        if isinstance(prompt, str):
+            items: list = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
+            items = [prompt]
+        elif isinstance(prompt, list) and prompt:
+            items = prompt
+        else:
+            raise _invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                if not item:
+                    raise _value_error("Prompt cannot be empty")
+                out.append((item, count_tokens(item), item))
+            elif (
+                isinstance(item, list)
+                and item
+                and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+            ):
+                # Token ids: the builtin tokenizer has no vocabulary, so they count one token each.
+                out.append((" ".join(map(str, item)), len(item), ""))
+            else:
+                raise _invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
+        return out
+
+    def _chat_prompt(self, messages: Any) -> list[tuple[str, int, str]]:
+        if not isinstance(messages, list):
+            raise _invalid(("messages",), "list_type", "Input should be a valid list", messages)
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise _invalid(("messages", i), "dict_type", "Input should be a valid dictionary", m)
+            if not isinstance(m.get("role"), str):
+                raise _invalid(("messages", i, "role"), "missing", "Field required", m)
+            content = m.get("content")
+            if content is not None and not isinstance(content, (str, list)):
+                raise _invalid(
+                    ("messages", i, "content"), "string_type", "Input should be a valid string", content
+                )
+        rendered = render_chat(messages)
+        users = [m for m in messages if m["role"] == "user"]
+        source = message_text((users or messages or [{}])[-1].get("content")) if messages else ""
+        return [(rendered, count_tokens(rendered), source)]
+
+    def _check_context(self, prompt_len: int, max_tokens: int | None) -> None:
+        limit = self.max_model_len
+        if max_tokens is None:
+            if prompt_len >= limit:
+                raise _value_error(
+                    f"This model's maximum context length is {limit} tokens. However, you requested "
+                    f"{prompt_len} tokens in the messages, Please reduce the length of the messages."
+                )
+        elif prompt_len + max_tokens > limit:
+            raise _value_error(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the "
+                "completion). Please reduce the length of the messages or completion."
+            )
+
+    # -- generation --
+
+    def _choice(self, req: _Request, prompt: tuple[str, int, str], index: int) -> _Choice:
+        text, prompt_len, source = prompt
+        limit = req.max_tokens if req.max_tokens is not None else self.max_model_len - prompt_len
+        # Greedy sampling gives every one of the n choices the same answer, as vLLM does.
+        sample = 0 if req.temperature == 0 else index
+        key = f"{int(req.chat)}\x00{text}\x00{req.sampling_key}\x00{sample}"
+        minimum = limit if req.ignore_eos else min(req.min_tokens, limit)
+        full = generate(source, key, minimum, not req.chat)
+        tokens = list(full[:limit])
+        finish = "stop" if len(full) < limit else "length"
+        if req.stop:
+            cut = _find_stop("".join(tokens), req.stop, req.include_stop)
+            if cut is not None:
+                return _cut_tokens(tokens, *cut)
+        return _Choice(tokens, finish, None)
+
+    # -- answers --
+
+    async def _complete(self, req: _Request, choices: list[_Choice], prompt_tokens: int) -> EngineReply:
+        steps = max(len(c.tokens) for c in choices)
+        delay = self.ttft_s + self.token_s * (steps - 1)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        completion_tokens = sum(len(c.tokens) for c in choices)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens,
+            "prompt_tokens_details": None,
+        }
+        created = int(time.time())
+        if req.chat:
+            body: dict = {
+                "id": "chatcmpl-" + os.urandom(16).hex(),
+                "object": "chat.completion",
+                "created": created,
+                "model": self.served_model_name,
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": "".join(c.tokens), "tool_calls": []},
+                        "logprobs": None,
+                        "finish_reason": c.finish_reason,
+                        "stop_reason": c.stop_reason,
+                    }
+                    for i, c in enumerate(choices)
+                ],
+                "usage": usage,
+            }
+        else:
+            body = {
+                "id": "cmpl-" + os.urandom(16).hex(),
+                "object": "text_completion",
+                "created": created,
+                "model": self.served_model_name,
+                "choices": [
+                    {
+                        "index": i,
+                        "text": "".join(c.tokens),
+                        "logprobs": None,
+                        "finish_reason": c.finish_reason,
+                        "stop_reason": c.stop_reason,
+                    }
+                    for i, c in enumerate(choices)
+                ],
+                "usage": usage,
+            }
+        return EngineReply(200, body)
+
+    async def _stream(
+        self, req: _Request, choices: list[_Choice], prompt_tokens: int
+    ) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        if req.chat:
+            head = (
+                f'data: {{"id":"chatcmpl-{os.urandom(16).hex()}","object":"chat.completion.chunk",'
+                f'"created":{created},"model":{self._model_json},"choices":['
+            )
+        else:
+            head = (
+                f'data: {{"id":"cmpl-{os.urandom(16).hex()}","object":"text_completion",'
+                f'"created":{created},"model":{self._model_json},"choices":['
+            )
+        steps = max(len(c.tokens) for c in choices)
+        counts = [0] * len(choices)
+        if self.ttft_s > 0:
+            await asyncio.sleep(self.ttft_s)
+        if req.chat:
+            for i in range(len(choices)):
+                yield (
+                    f'{head}{{"index":{i},"delta":{{"role":"assistant","content":""}},'
+                    f'"logprobs":null,"finish_reason":null}}]{self._usage_tail(req, prompt_tokens, 0)}}}\n\n'
+                ).encode()
+        for step in range(steps):
+            if step and self.token_s > 0:
+                await asyncio.sleep(self.token_s)
+            for i, choice in enumerate(choices):
+                if step >= len(choice.tokens):
+                    continue
+                counts[i] += 1
+                text = _dumps(choice.tokens[step])
+                last = step == len(choice.tokens) - 1
+                if req.chat:
+                    end = (
+                        f',"finish_reason":{_dumps(choice.finish_reason)},"stop_reason":{_dumps(choice.stop_reason)}'
+                        if last
+                        else ',"finish_reason":null'
+                    )
+                    item = f'{{"index":{i},"delta":{{"content":{text}}},"logprobs":null{end}}}'
+                else:
+                    end = (
+                        f'"finish_reason":{_dumps(choice.finish_reason)},"stop_reason":{_dumps(choice.stop_reason)}'
+                        if last
+                        else '"finish_reason":null,"stop_reason":null'
+                    )
+                    item = f'{{"index":{i},"text":{text},"logprobs":null,{end}}}'
+                tail = self._usage_tail(req, prompt_tokens, counts[i])
+                yield f"{head}{item}]{tail}}}\n\n".encode()
+        if req.include_usage:
+            completion_tokens = sum(counts)
+            yield (
+                f'{head}],"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":'
+                f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}}}}}\n\n'
+            ).encode()
+        yield DONE_FRAME
+
+    def _usage_tail(self, req: _Request, prompt_tokens: int, completion_tokens: int) -> str:
+        if req.continuous_usage:
+            return (
+                f',"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":'
+                f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}}}'
+            )
+        return "" if req.chat else ',"usage":null'
+
+    def _models(self, context: dict) -> dict:
+        env = context.get("env") or {}
+        created = int(time.time())
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.served_model_name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "vllm",
+                    "root": env.get("BASE_MODEL") or self.served_model_name,
+                    "parent": None,
+                    "max_model_len": self.max_model_len,
+                    "permission": [
+                        {
+                            "id": "modelperm-" + os.urandom(16).hex(),
+                            "object": "model_permission",
+                            "created": created,
+                            "allow_create_engine": False,
+                            "allow_sampling": True,
+                            "allow_logprobs": True,
+                            "allow_search_indices": False,
+                            "allow_view": True,
+                            "allow_fine_tuning": False,
+                            "organization": "*",
+                            "group": None,
+                            "is_blocking": False,
+                        }
+                    ],
+                }
+            ],
+        }
+
+
+def _find_stop(text: str, stops: list[str], include: bool) -> tuple[int, str] | None:
+    """Where the text ends at the first stop string to complete: (cut offset, stop string), or None."""
+    best: tuple[int, int, str] | None = None
+    for s in stops:
+        at = text.find(s)
+        if at >= 0 and (best is None or (at + len(s), at) < best[:2]):
+            best = (at + len(s), at, s)
+    if best is None:
+        return None
+    end, start, s = best
+    return (end if include else start), s
+
+
+def _cut_tokens(tokens: list[str], offset: int, stop: str) -> _Choice:
+    """The tokens up to text offset ``offset``; the token holding it keeps only its part before it."""
+    pos = 0
+    for i, tok in enumerate(tokens):
+        end = pos + len(tok)
+        if offset <= end:
+            return _Choice([*tokens[:i], tok[: offset - pos]], "stop", stop)
+        pos = end
+    return _Choice(tokens, "stop", stop)
+
+
+# --- the openai:URL engine ------------------------------------------------------------------------
+
+
+class OpenAIEngine:
+    """Forwards requests to an OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, ...)."""
+
+    def __init__(self, url: str, *, served_model_name: str = "odsc-llm", timeout_s: float = 600.0) -> None:
+        self.served_model_name = served_model_name
+        self.url = url.rstrip("/")
+        # The base for /v1/... routes: a URL ending in /v1 already carries the prefix.
+        self._base = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
+        self._timeout_s = timeout_s
+        self._session: Any = None
+        self._upstream_model: str | None = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    def _unreachable(self, exc: BaseException) -> EngineReply:
+        reason = str(exc) or type(exc).__name__
+        return error_reply(
+            503,
+            f"The upstream model server at {self.url} could not be reached: {reason}",
+            "ServiceUnavailableError",
+        )
+
+    async def _models_upstream(self) -> tuple[int, Any]:
+        async with self._client().get(self._base + "/v1/models") as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def _model_id(self) -> str | None:
+        if self._upstream_model is None:
+            status, body = await self._models_upstream()
+            data = body.get("data") if isinstance(body, dict) else None
+            if status == 200 and data:
+                self._upstream_model = str(data[0].get("id"))
+        return self._upstream_model
+
+    async def handle(self, method: str, path: str, body: Any, *, context: dict) -> EngineReply:
+        """Forward one request to the upstream server and relay its answer."""
+        import aiohttp
+
+        route = path.split("?", 1)[0]
+        bad_route = route_reply(method, route)
+        if bad_route is not None:
+            return bad_route
+        try:
+            if route == "/health":
+                status, _ = await self._models_upstream()
+                return EngineReply(200 if status < 500 else 503, None)
+            if route == "/v1/models":
+                return await self._models(context)
+            return await self._forward(method, path, body)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return self._unreachable(exc)
+
+    async def _models(self, context: dict) -> EngineReply:
+        status, body = await self._models_upstream()
+        if status != 200 or not isinstance(body, dict):
+            return EngineReply(status, body)
+        upstream = list(body.get("data") or [])
+        if upstream and self._upstream_model is None:
+            self._upstream_model = str(upstream[0].get("id"))
+        served = {
+            "id": self.served_model_name,
+            "object": "model",
+            "created": int(time.time()),
+            "owned_by": "vllm",
+            "root": self._upstream_model
+            or (context.get("env") or {}).get("BASE_MODEL")
+            or self.served_model_name,
+            "parent": None,
+        }
+        others = [m for m in upstream if m.get("id") != self.served_model_name]
+        return EngineReply(200, {"object": "list", "data": [served, *others]})
+
+    async def _forward(self, method: str, path: str, body: Any) -> EngineReply:
+        rewrite = False
+        if isinstance(body, dict) and body.get("model") in (None, self.served_model_name):
+            model = await self._model_id()
+            if model is not None and model != self.served_model_name:
+                body = {**body, "model": model}
+                rewrite = True
+        stream = isinstance(body, dict) and body.get("stream") is True
+        resp = await self._client().request(
+            method,
+            self._base + path,
+            json=body,
+            headers={"accept": "text/event-stream" if stream else "application/json"},
+        )
+        content_type = resp.headers.get("content-type", "")
+        if stream and resp.status == 200 and content_type.startswith("text/event-stream"):
+            return EngineReply(200, stream=self._relay(resp, rewrite))
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            text = raw.decode("utf-8", "replace").strip()[:500]
+            return error_reply(
+                resp.status if resp.status >= 400 else 502, f"upstream answered: {text}", "UpstreamError"
+            )
+        if rewrite and isinstance(data, dict) and "model" in data:
+            data["model"] = self.served_model_name
+        return EngineReply(resp.status, data)
+
+    async def _relay(self, resp: Any, rewrite: bool) -> AsyncIterator[bytes]:
+        """Re-frame the upstream's SSE events as ``data: ...\\n\\n``, ending with ``data: [DONE]``."""
+        done = False
+        data: list[bytes] = []
+        try:
+            async for raw_line in resp.content:
+                line = raw_line.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                    continue
+                if line or not data:
+                    continue  # comments, event names, ids; or a blank line with nothing pending
+                payload = b"\n".join(data)
+                data = []
+                frame = self._reframe(payload, rewrite)
+                done = done or payload == b"[DONE]"
+                yield frame
+            if data:
+                payload = b"\n".join(data)
+                done = done or payload == b"[DONE]"
+                yield self._reframe(payload, rewrite)
+        finally:
+            resp.release()
+        if not done:
+            yield DONE_FRAME
+
+    def _reframe(self, payload: bytes, rewrite: bool) -> bytes:
+        if payload == b"[DONE]":
+            return DONE_FRAME
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return b"data: " + payload.replace(b"\n", b" ") + b"\n\n"
+        if rewrite and isinstance(event, dict) and "model" in event:
+            event["model"] = self.served_model_name
+        return _frame(event)
