@@ -1,0 +1,86 @@
+"""A durable record of finished batch rows (SQLite), keyed by what was asked, so a re-run resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+FIELDS = ("text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts", "error")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    key TEXT PRIMARY KEY,
+    ok INTEGER NOT NULL,
+    text TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s REAL,
+    attempts INTEGER,
+    error TEXT,
+    finished_at REAL NOT NULL
+)
+"""
+
+
+def row_key(request: Any, params: dict[str, Any], deployment: str) -> str:
+    """The hash of (rendered prompt or messages, parameters, deployment) that names a row's work."""
+    blob = json.dumps([request, params, deployment], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class Checkpoint:
+    """Finished rows committed one by one; successful rows are never asked again, failed ones are."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def done(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The successful rows among ``keys``, as dicts of FIELDS."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        columns = ", ".join(FIELDS)
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key, {columns} FROM rows WHERE ok = 1 AND key IN ({marks})"
+                for row in self._db.execute(query, chunk):
+                    found[row[0]] = dict(zip(FIELDS, row[1:], strict=True))
+        return found
+
+    def record(self, key: str, outcome: dict[str, Any]) -> None:
+        """Commit one finished row (success or final failure) now."""
+        ok = 1 if outcome.get("error") is None else 0
+        values = [outcome.get(name) for name in FIELDS]
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO rows (key, ok, {', '.join(FIELDS)}, finished_at) "
+                f"VALUES (?, ?, {', '.join('?' * len(FIELDS))}, ?)",
+                [key, ok, *values, time.time()],
+            )
+
+    def count(self) -> tuple[int, int]:
+        """(successful rows, failed rows) recorded."""
+        with self._lock:
+            ok, failed = self._db.execute(
+                "SELECT COALESCE(SUM(ok), 0), COALESCE(SUM(1 - ok), 0) FROM rows"
+            ).fetchone()
+        return int(ok), int(failed)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,120 @@
+"""Concurrency that finds an endpoint's capacity by itself, and a request-rate cap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class AdaptiveLimiter:
+    """How many requests may be in flight: grows while they succeed, shrinks on throttling.
+
+    Additive increase (one more slot per window of ``limit`` successes) with a decrease that uses what the
+    throttle says: a 429/503 answering a request sent while ``n`` were in flight means the endpoint holds
+    about ``n - 1``, so the limit drops to that (never below half, the classic multiplicative decrease,
+    unless throttles keep coming). Once a ceiling has been seen, probing above it slows down so that the
+    throttled share stays small while the endpoint is kept full. ``fixed`` pins the limit instead.
+    """
+
+    def __init__(self, *, initial: int = 4, maximum: int = 512, fixed: int | None = None) -> None:
+        self._cond = threading.Condition()
+        self.fixed = fixed
+        self.maximum = fixed or maximum
+        self._limit = float(fixed or min(initial, maximum))
+        self.in_flight = 0
+        self.ceiling: float | None = None
+        self._since_change = 0
+        self._last_decrease = 0.0
+        self._paused_until = 0.0
+        self.peak = 0
+        self.throttled = 0
+        self._latency: float | None = None
+
+    @property
+    def limit(self) -> int:
+        """The current number of slots."""
+        return max(1, int(self._limit))
+
+    def acquire(self, stop: threading.Event | None = None) -> int | None:
+        """Wait for a free slot; returns the in-flight count this request is sent at (None if stopped)."""
+        with self._cond:
+            while True:
+                if stop is not None and stop.is_set():
+                    return None
+                wait = self._paused_until - time.monotonic()
+                if wait <= 0 and self.in_flight < self.limit:
+                    self.in_flight += 1
+                    self.peak = max(self.peak, self.in_flight)
+                    return self.in_flight
+                self._cond.wait(timeout=min(max(wait, 0.005), 0.1) if wait > 0 else 0.1)
+
+    def release(self) -> None:
+        """Give a slot back (call exactly once per successful acquire)."""
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify()
+
+    def on_success(self, latency_s: float | None = None) -> None:
+        """A request succeeded: slow start until the first throttle, then additive increase."""
+        if latency_s is not None:
+            self._latency = latency_s if self._latency is None else 0.8 * self._latency + 0.2 * latency_s
+        if self.fixed:
+            return
+        with self._cond:
+            self._since_change += 1
+            if self.ceiling is None:
+                window = 1.0  # slow start: one more slot per success doubles the limit every round trip
+            elif self._limit >= self.ceiling:
+                window = self._limit * 8  # probe above the known ceiling only now and then
+            else:
+                window = self._limit
+            if self._since_change >= window and self._limit < self.maximum:
+                self._limit += 1
+                self._since_change = 0
+                self._cond.notify_all()
+
+    def on_throttle(self, sent_at: int | None, retry_after: float | None = None) -> None:
+        """A request was throttled (429/503): lower the limit and honour Retry-After."""
+        with self._cond:
+            self.throttled += 1
+            now = time.monotonic()
+            if retry_after:
+                self._paused_until = max(self._paused_until, now + min(retry_after, 60.0))
+            if self.fixed:
+                return
+            estimate = float((sent_at - 1) if sent_at else self.limit - 1)
+            # Throttles answering requests of one burst arrive within about one request's latency.
+            recent = now - self._last_decrease < max(0.05, self._latency or 0.0)
+            if recent and estimate >= self._limit:
+                return
+            new_limit = estimate if estimate < self._limit else self._limit - 1
+            self._limit = max(1.0, new_limit, self._limit * 0.5)
+            self.ceiling = self._limit
+            self._since_change = 0
+            self._last_decrease = now
+            self._cond.notify_all()
+
+
+class RateLimiter:
+    """At most ``rate`` request starts per second (a token bucket holding one second's worth)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._tokens = float(rate or 0)
+        self._last = time.monotonic()
+
+    def wait(self) -> None:
+        """Block until one more request may start."""
+        if not self.rate:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                delay = (1 - self._tokens) / self.rate
+            time.sleep(delay)

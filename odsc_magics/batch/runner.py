@@ -1,0 +1,289 @@
+"""Runs many independent requests at the endpoint's capacity: adaptive concurrency, retries, no lost rows."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from odsc_magics import errors
+from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
+
+# Errors that every further row would meet too: the batch stops instead of failing each row alike.
+FATAL = (
+    errors.AuthenticationError,
+    errors.NotFoundError,
+    errors.DeploymentNotActiveError,
+    errors.ConfigurationError,
+)
+
+
+@dataclass
+class Job:
+    """One row's work: where its answer goes, what to send, and the checkpoint key naming it."""
+
+    position: int
+    request: Any
+    key: str | None = None
+    attempts: int = 0
+    error: str | None = None  # set for rows that fail before sending (e.g. a missing template value)
+
+
+@dataclass
+class Outcome:
+    """What a finished row gets in the output columns."""
+
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as a plain dict (checkpoint rows)."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Tally:
+    """Counters shown by the progress bar and the summary."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    resumed: int = 0
+    retrying: int = 0
+    requests: int = 0
+    throttled: int = 0
+    tokens: int = 0
+    failures: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    busy_seconds: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.started
+
+
+def classify(exc: BaseException) -> tuple[str, float | None]:
+    """How to treat a failed attempt: ("throttle" | "retry" | "final" | "fatal", retry-after seconds)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, errors.RateLimitError):
+        return "throttle", retry_after
+    if isinstance(exc, FATAL):
+        return "fatal", None
+    if isinstance(exc, errors.ServiceError) and exc.status == 503:
+        return "throttle", retry_after
+    if isinstance(exc, errors.ServiceError) and exc.status == 408:
+        return "retry", retry_after
+    if isinstance(exc, errors.ServerError | errors.EndpointUnreachableError | errors.StreamInterruptedError):
+        return "retry", retry_after
+    return "final", None
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name for the summary's failures-by-kind."""
+    status = getattr(exc, "status", None)
+    if status:
+        return f"HTTP {status}"
+    return type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """The text put in a failed row's error column."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    status = getattr(exc, "status", None)
+    return f"HTTP {status}: {message}" if status else message
+
+
+class BatchRunner:
+    """Sends every job through ``send`` and delivers each finished row to ``deliver`` exactly once."""
+
+    def __init__(
+        self,
+        send: Callable[[Job], Any],
+        deliver: Callable[[Job, Outcome], None],
+        *,
+        concurrency: int | str = "auto",
+        max_retries: int = 6,
+        max_rps: float | None = None,
+        stop_on_failure: bool = False,
+        on_progress: Callable[[Tally, AdaptiveLimiter], None] | None = None,
+        max_concurrency: int = 256,
+    ) -> None:
+        fixed = None if concurrency == "auto" else int(concurrency)
+        self.limiter = AdaptiveLimiter(initial=4, maximum=max_concurrency, fixed=fixed)
+        self.rate = RateLimiter(max_rps)
+        self.send = send
+        self.deliver = deliver
+        self.max_retries = max_retries
+        self.stop_on_failure = stop_on_failure
+        self.on_progress = on_progress
+        self.tally = Tally()
+        self.stop = threading.Event()
+        self.fatal: BaseException | None = None
+        self.first_failure: BaseException | None = None
+        self._retries: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._running = 0
+        self._workers = ThreadPoolExecutor(max_workers=self.limiter.maximum, thread_name_prefix="odsc-batch")
+
+    def run(self, jobs: Iterable[Job]) -> Tally:
+        """Dispatch every job; returns when all are finished or the run was stopped."""
+        feed = iter(jobs)
+        exhausted = False
+        try:
+            while not self.stop.is_set():
+                job = self._next_retry()
+                if job is None and not exhausted:
+                    job = next(feed, None)
+                    if job is None:
+                        exhausted = True
+                    elif job.error is not None:
+                        self._finish(job, Outcome(attempts=0, error=job.error), failed=True, kind="template")
+                        continue
+                if job is None:
+                    if exhausted and self._idle():
+                        break
+                    self._wait_for_work()
+                    continue
+                sent_at = self.limiter.acquire(self.stop)
+                if sent_at is None:
+                    self._requeue(job, 0.0)
+                    break
+                self.rate.wait()
+                with self._cond:
+                    self._running += 1
+                self._workers.submit(self._attempt, job, sent_at)
+            if self.fatal is not None or self.stop_on_failure:
+                self._drain()
+        except BaseException:
+            self.stop.set()
+            self._workers.shutdown(wait=False, cancel_futures=True)
+            raise
+        self._workers.shutdown(wait=True)
+        return self.tally
+
+    def _attempt(self, job: Job, sent_at: int) -> None:
+        job.attempts += 1
+        start = time.monotonic()
+        try:
+            result = self.send(job)
+        except Exception as exc:
+            self.limiter.release()
+            self._failed_attempt(job, exc, sent_at)
+        else:
+            latency = time.monotonic() - start
+            self.limiter.release()
+            self.limiter.on_success(latency)
+            usage = getattr(result, "usage", None) or {}
+            outcome = Outcome(
+                text=result.text,
+                finish_reason=result.finish_reason,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                latency_s=round(getattr(result, "latency_s", latency), 6),
+                attempts=job.attempts,
+            )
+            self._finish(job, outcome, failed=False)
+        finally:
+            with self._cond:
+                self._running -= 1
+                self.tally.requests += 1
+                self.tally.busy_seconds += time.monotonic() - start
+                self._cond.notify_all()
+
+    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int) -> None:
+        kind, retry_after = classify(exc)
+        if kind == "throttle":
+            self.limiter.on_throttle(sent_at, retry_after)
+            with self._cond:
+                self.tally.throttled += 1
+        if kind == "fatal":
+            self.fatal = self.fatal or exc
+            self.stop.set()
+            self._finish(
+                job,
+                Outcome(attempts=job.attempts, error=describe_error(exc)),
+                failed=True,
+                kind=failure_kind(exc),
+            )
+            return
+        if kind in {"throttle", "retry"} and job.attempts <= self.max_retries and not self.stop.is_set():
+            delay = retry_after if retry_after else _backoff(job.attempts, small=kind == "throttle")
+            self._requeue(job, delay)
+            return
+        self._finish(
+            job,
+            Outcome(attempts=job.attempts, error=describe_error(exc)),
+            failed=True,
+            kind=failure_kind(exc),
+        )
+        if self.stop_on_failure:
+            self.first_failure = self.first_failure or exc
+            self.stop.set()
+
+    def _finish(self, job: Job, outcome: Outcome, *, failed: bool, kind: str | None = None) -> None:
+        self.deliver(job, outcome)
+        with self._cond:
+            if failed:
+                self.tally.failed += 1
+                self.tally.failures[kind or "error"] += 1
+            else:
+                self.tally.done += 1
+                self.tally.tokens += outcome.completion_tokens or 0
+        if self.on_progress is not None:
+            self.on_progress(self.tally, self.limiter)
+
+    def _requeue(self, job: Job, delay: float) -> None:
+        with self._cond:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), job))
+            self.tally.retrying = len(self._retries)
+            self._cond.notify_all()
+
+    def _next_retry(self) -> Job | None:
+        with self._cond:
+            if self._retries and self._retries[0][0] <= time.monotonic():
+                job = heapq.heappop(self._retries)[2]
+                self.tally.retrying = len(self._retries)
+                return job
+        return None
+
+    def _idle(self) -> bool:
+        with self._cond:
+            return self._running == 0 and not self._retries
+
+    def _wait_for_work(self) -> None:
+        with self._cond:
+            timeout = 0.05
+            if self._retries:
+                timeout = min(timeout, max(0.0, self._retries[0][0] - time.monotonic()))
+            self._cond.wait(timeout=timeout)
+
+    def _drain(self) -> None:
+        """Let in-flight requests finish (their rows are kept); queued retries are not sent."""
+        with self._cond:
+            while self._running:
+                self._cond.wait(timeout=0.1)
+
+    def unfinished(self) -> list[Job]:
+        """Jobs waiting for a retry when the run stopped."""
+        with self._cond:
+            return [entry[2] for entry in self._retries]
+
+
+def _backoff(attempt: int, *, small: bool = False) -> float:
+    """Exponential backoff with full jitter; throttles start smaller (the limiter already slowed down)."""
+    base, cap = (0.05, 5.0) if small else (0.25, 20.0)
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))

@@ -1,0 +1,46 @@
+"""The `df.llm` and `series.llm` pandas accessors; importing this module registers them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from odsc_magics.batch import predict_frame
+
+__all__ = ["FrameAccessor", "SeriesAccessor", "register"]
+
+
+class FrameAccessor:
+    """``df.llm.predict(template, **kwargs)``: ``predict_frame(df, template, **kwargs)``."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+
+    def predict(self, template: str, **kwargs: Any) -> pd.DataFrame:
+        """One prompt per row from ``template``; see ``odsc_magics.predict_frame`` for the options."""
+        return predict_frame(self._frame, template, **kwargs)
+
+
+class SeriesAccessor:
+    """``series.llm.predict(**kwargs)``: each value is a ready prompt."""
+
+    def __init__(self, series: pd.Series) -> None:
+        self._series = series
+
+    def predict(self, **kwargs: Any) -> pd.DataFrame:
+        """Answer each value as a prompt; returns a frame with the prompts and the answer columns."""
+        name = self._series.name if self._series.name is not None else "prompt"
+        frame = self._series.to_frame(name=name)
+        return predict_frame(frame, prompt_column=name, **kwargs)
+
+
+def register() -> None:
+    """Register the ``llm`` accessors (idempotent)."""
+    if "llm" not in getattr(pd.DataFrame, "_accessors", set()) or not hasattr(pd.DataFrame, "llm"):
+        pd.api.extensions.register_dataframe_accessor("llm")(FrameAccessor)
+    if not hasattr(pd.Series, "llm"):
+        pd.api.extensions.register_series_accessor("llm")(SeriesAccessor)
+
+
+register()

@@ -1,0 +1,104 @@
+"""The batch runner against an in-process stand-in endpoint: every row once, retries, fatal stops."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from odsc_magics import errors
+from odsc_magics.batch.runner import BatchRunner, Job, Outcome, classify
+
+
+class FlakyEndpoint:
+    """Holds `capacity` requests at once (429 beyond), fails some attempts, records successes."""
+
+    def __init__(self, capacity: int, *, fail_rate: float = 0.0, seed: int = 7) -> None:
+        self.capacity = capacity
+        self.fail_rate = fail_rate
+        self.in_flight = 0
+        self.lock = threading.Lock()
+        self.random = random.Random(seed)
+        self.succeeded: list[int] = []
+
+    def send(self, job: Job) -> SimpleNamespace:
+        with self.lock:
+            self.in_flight += 1
+            over = self.in_flight > self.capacity
+            fail = self.random.random() < self.fail_rate
+        try:
+            if over:
+                raise errors.RateLimitError("too many", status=429)
+            time.sleep(0.002)
+            if fail:
+                raise errors.ServerError("boom", status=500)
+            with self.lock:
+                self.succeeded.append(job.position)
+            usage = {"prompt_tokens": 3, "completion_tokens": 2}
+            return SimpleNamespace(
+                text=f"answer {job.request}", finish_reason="stop", usage=usage, latency_s=0.002
+            )
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def run(endpoint: FlakyEndpoint, rows: int, **options):
+    delivered: dict[int, Outcome] = {}
+    lock = threading.Lock()
+
+    def deliver(job: Job, outcome: Outcome) -> None:
+        with lock:
+            assert job.position not in delivered
+            delivered[job.position] = outcome
+
+    runner = BatchRunner(endpoint.send, deliver, **options)
+    tally = runner.run(Job(i, f"q{i}") for i in range(rows))
+    return runner, tally, delivered
+
+
+def test_every_row_is_answered_once_despite_throttling_and_failures():
+    endpoint = FlakyEndpoint(capacity=8, fail_rate=0.1)
+    runner, tally, delivered = run(endpoint, 300)
+    assert sorted(delivered) == list(range(300))
+    assert all(outcome.error is None for outcome in delivered.values())
+    assert sorted(endpoint.succeeded) == list(range(300))
+    assert tally.done == 300
+    assert runner.limiter.peak <= 64
+
+
+def test_rows_fail_after_their_retries_with_the_error_recorded():
+    endpoint = FlakyEndpoint(capacity=100, fail_rate=1.0)
+    _, tally, delivered = run(endpoint, 5, max_retries=2)
+    assert tally.failed == 5
+    assert {outcome.attempts for outcome in delivered.values()} == {3}
+    assert all("HTTP 500" in outcome.error for outcome in delivered.values())
+
+
+def test_a_fatal_error_stops_the_batch():
+    def send(job: Job):
+        raise errors.AuthenticationError("bad signature", status=401)
+
+    runner = BatchRunner(send, lambda job, outcome: None, concurrency=2)
+    runner.run(Job(i, "x") for i in range(50))
+    assert isinstance(runner.fatal, errors.AuthenticationError)
+    assert runner.tally.requests < 50
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (errors.RateLimitError("x", status=429), "throttle"),
+        (errors.ServerError("x", status=503), "throttle"),
+        (errors.ServerError("x", status=500), "retry"),
+        (errors.BadRequestError("x", status=408), "retry"),
+        (errors.EndpointUnreachableError("reset"), "retry"),
+        (errors.BadRequestError("x", status=400), "final"),
+        (errors.NotFoundError("x", status=404), "fatal"),
+    ],
+)
+def test_classify(error, kind):
+    assert classify(error)[0] == kind
