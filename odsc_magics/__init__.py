@@ -2,6 +2,70 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import Any
+
 from odsc_magics._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "Deployment",
+    "Endpoint",
+    "Result",
+    "__version__",
+    "connect",
+    "deploy",
+    "deployments",
+    "get_deployment",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+# Public name -> module that defines it; imported on first access so `import odsc_magics` stays cheap.
+_LAZY = {
+    "connect": "odsc_magics.client",
+    "Endpoint": "odsc_magics.client",
+    "Result": "odsc_magics.client",
+    "deploy": "odsc_magics.deploy",
+    "deployments": "odsc_magics.deploy",
+    "get_deployment": "odsc_magics.deploy",
+    "Deployment": "odsc_magics.deploy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'odsc_magics' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext odsc_magics``: register the magics (no oci, no pandas, no network)."""
+    from odsc_magics.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext odsc_magics``."""
+    from odsc_magics.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+class _Package(types.ModuleType):
+    """Keeps ``odsc_magics.deploy`` the function when the submodule of the same name gets imported."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable in sys.modules and by `from odsc_magics.deploy import ...`
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,0 +1,56 @@
+"""The IPython magics of odsc-magics, assembled into one configurable ``LLMMagics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import magics_class
+
+from odsc_magics.config import LLMSettings, use_settings
+from odsc_magics.magics.chat import ChatMagics
+from odsc_magics.magics.config import ConfigMagics
+from odsc_magics.magics.deploy import DeployMagics
+from odsc_magics.magics.predict import PredictMagics
+
+__all__ = ["LLMMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+@magics_class
+class LLMMagics(PredictMagics, ChatMagics, DeployMagics, ConfigMagics, LLMSettings):
+    """All odsc-magics magics; its traits are the settings (``%config LLMMagics.<name> = value``)."""
+
+
+# @magics_class records only the magics defined in the class body; gather those of the families.
+LLMMagics.magics = {
+    kind: {
+        name: method
+        for family in (PredictMagics, ChatMagics, DeployMagics, ConfigMagics)
+        for name, method in family.magics[kind].items()
+    }
+    for kind in ("line", "cell")
+}
+
+_loaded: dict[int, LLMMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and make them the settings every API call reads (imports nothing heavy)."""
+    magics = LLMMagics(shell=ipython)
+    ipython.register_magics(magics)
+    use_settings(magics)
+    _loaded[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics and their settings registration."""
+    magics = _loaded.pop(id(ipython), None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        registered = ipython.magics_manager.magics[kind]
+        for name in table:
+            registered.pop(name, None)
+    ipython.magics_manager.registry.pop(type(magics).__name__, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    use_settings(None)  # type: ignore[arg-type]

@@ -1,0 +1,85 @@
+"""Send one request from a magic: stream it into the live view (or not) and keep the result."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from odsc_magics.display import make_stream_view, result_bundle, show
+from odsc_magics.errors import StreamInterruptedError
+
+__all__ = ["LAST_RESULT_VAR", "run_request"]
+
+# The last Result (also a partial one) is kept in the user namespace under this name.
+LAST_RESULT_VAR = "_llm_last"
+
+
+def _label(endpoint: Any) -> str:
+    return endpoint.name or endpoint.deployment_id or endpoint.url
+
+
+def _keep(shell: Any, result: Any, output_var: str | None) -> None:
+    shell.user_ns[LAST_RESULT_VAR] = result
+    if output_var:
+        shell.user_ns[output_var] = result.text
+
+
+def run_request(
+    shell: Any,
+    endpoint: Any,
+    *,
+    prompt: str | None = None,
+    messages: list[dict] | None = None,
+    params: dict[str, Any],
+    stream: bool,
+    output_var: str | None,
+) -> Any:
+    """Send a completion (``prompt``) or chat (``messages``) request and show it; returns the Result.
+
+    Streaming: a kernel interrupt closes the connection, shows the partial answer (marked interrupted)
+    and re-raises ``KeyboardInterrupt`` so Run All stops; a stream cut by the service shows the partial
+    answer and ends the cell with a ``UsageError``.
+    """
+    chat = messages is not None
+    if not stream:
+        result = endpoint.chat(messages, **params) if chat else endpoint.complete(prompt, **params)
+        _keep(shell, result, output_var)
+        show(*result_bundle(result))
+        return result
+
+    view = make_stream_view(shell, label=_label(endpoint))
+    live = endpoint.stream_chat(messages, **params) if chat else endpoint.stream_complete(prompt, **params)
+    view.start()
+    try:
+        for delta in live:
+            view.add(delta)
+    except KeyboardInterrupt:
+        result = live.close()
+        _keep(shell, result, output_var)
+        view.finish(result)
+        raise
+    except StreamInterruptedError as err:
+        result = err.partial
+        if result is None:
+            view.discard()
+            raise
+        _keep(shell, result, output_var)
+        view.finish(result)
+        tokens = (result.usage or {}).get("completion_tokens") or view.tokens
+        where = " and in `" + output_var + "`" if output_var else ""
+        raise UsageError(
+            f"The stream was cut after {tokens} tokens ({err.message}); "
+            f"the partial text is kept above{where}.\n"
+            "Re-run the cell to try again."
+        ) from None
+    except BaseException:
+        view.discard()
+        with contextlib.suppress(Exception):
+            live.close()
+        raise
+    result = live.result if live.result is not None else live.close()
+    _keep(shell, result, output_var)
+    view.finish(result)
+    return result
