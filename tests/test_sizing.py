@@ -1,0 +1,250 @@
+"""GPU sizing: shape catalog, model specs from names and metadata, and the fit verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from odsc_magics.sizing import (
+    SHAPES,
+    ModelSpec,
+    ShapeInfo,
+    fit,
+    format_gb,
+    model_spec_from,
+    rank_shapes,
+    shape_info,
+    shapes_from_service,
+    smallest_fitting_shape,
+)
+
+LLAMA_8B = "Meta-Llama-3.1-8B-Instruct"
+LLAMA_70B = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+def test_catalog_has_the_spec_table():
+    a10 = SHAPES["VM.GPU.A10.1"]
+    assert (a10.gpu_count, a10.gpu_model, a10.gpu_memory_gb, a10.cpu_count, a10.cpu_memory_gb) == (
+        1,
+        "A10",
+        24,
+        15,
+        240,
+    )
+    assert SHAPES["VM.GPU.A10.2"].gpu_memory_gb == 48
+    assert SHAPES["VM.GPU.A10.4"].gpu_memory_gb == 96
+    assert SHAPES["BM.GPU.A10.4"].cpu_memory_gb == 1024
+    assert SHAPES["BM.GPU.H100.8"].gpu_memory_gb == 640
+    assert SHAPES["BM.GPU.MI300X.8"].gpu_count == 8
+    assert SHAPES["VM.Standard.E4.Flex"].gpu_count == 0
+    assert SHAPES["VM.GPU.A10.1"].usable_gb == pytest.approx(21.6)
+
+
+def test_shapes_from_service_intersects_and_keeps_unknown_ones():
+    offered = [
+        {"name": "VM.GPU.A10.1", "coreCount": 15, "memoryInGBs": 240, "shapeSeries": "NVIDIA_GPU"},
+        {"name": "VM.GPU.NEW.1", "coreCount": 8, "memoryInGBs": 64, "shapeSeries": "NVIDIA_GPU"},
+        {"name": "VM.Standard.E4.Flex", "coreCount": 64, "memoryInGBs": 1024, "shapeSeries": "AMD_ROME"},
+    ]
+    shapes = shapes_from_service(offered)
+    assert shapes[0] is SHAPES["VM.GPU.A10.1"]
+    assert shapes[1] == ShapeInfo("VM.GPU.NEW.1", 1, None, None, 8, 64)
+    assert shapes[2].gpu_count == 0
+
+    class Summary:  # the SDK's ModelDeploymentShapeSummary uses snake_case attributes
+        name = "VM.GPU.A10.2"
+        core_count = 30
+        memory_in_gbs = 480
+        shape_series = "NVIDIA_GPU"
+
+    assert shapes_from_service([Summary()]) == [SHAPES["VM.GPU.A10.2"]]
+
+
+def test_unknown_shape_name():
+    assert shape_info("VM.GPU.X9.1").gpu_memory_gb is None
+    assert shape_info("VM.GPU.X9.1").is_gpu
+    assert not shape_info("VM.Standard.X").is_gpu
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "layers", "context"),
+    [
+        (LLAMA_8B, 8.03, 32, 131072),
+        ("Meta-Llama-3-8B-Instruct", 8.03, 32, 8192),
+        (LLAMA_70B, 70.6, 80, 131072),
+        ("Mistral-7B-Instruct-v0.3", 7.24, 32, 32768),
+        ("Mixtral-8x7B-Instruct-v0.1", 46.7, 32, 32768),
+        ("Phi-3-mini-4k-instruct", 3.82, 32, 4096),
+        ("gemma-2-9b-it", 9.24, 42, 8192),
+        ("gemma-2-27b-it", 27.2, 46, 8192),
+        ("Qwen/Qwen2.5-7B-Instruct", 7.62, 28, 32768),
+        ("Qwen2.5-72B-Instruct", 72.7, 80, 32768),
+    ],
+)
+def test_known_architectures(name, params, layers, context):
+    spec = model_spec_from(name)
+    assert spec is not None
+    assert spec.source == "known architecture"
+    assert (spec.parameters_b, spec.layers, spec.context) == (params, layers, context)
+    assert spec.has_architecture
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("my-org/custom-7B-chat", 7.0),
+        ("acme_model_70b", 70.0),
+        ("tiny-3.8B", 3.8),
+        ("acme-8x7B-moe", 56.0),  # n × size: an upper bound for an unknown mixture of experts
+        ("small-350M", 0.35),
+    ],
+)
+def test_parameter_count_from_name(name, params):
+    spec = model_spec_from(name)
+    assert spec is not None and spec.source == "name"
+    assert spec.parameters_b == pytest.approx(params)
+    assert not spec.has_architecture
+
+
+@pytest.mark.parametrize("name", ["Phi-mini", "mistral-nemo-instruct", "v0.1-release", "model-4k"])
+def test_no_parameter_count(name):
+    assert model_spec_from(name) is None
+
+
+def test_quantisation_from_name_and_metadata():
+    assert model_spec_from("Llama-3.1-8B-Instruct-AWQ").bytes_per_param == 0.5
+    assert model_spec_from("Llama-3.1-8B-Instruct-FP8").bytes_per_param == 1.0
+    meta = {
+        "num_hidden_layers": 24,
+        "hidden_size": 2048,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 16384,
+        "torch_dtype": "float32",
+        "num_parameters": 1_500_000_000,
+    }
+    spec = model_spec_from("whatever", meta)
+    assert spec is not None and spec.source == "metadata"
+    assert (spec.parameters_b, spec.layers, spec.kv_heads, spec.head_dim, spec.context) == (
+        1.5,
+        24,
+        4,
+        128,
+        16384,
+    )
+    assert spec.bytes_per_param == 4.0
+    assert spec.kv_bytes == 4.0
+
+
+def test_kv_cache_formula():
+    spec = model_spec_from(LLAMA_8B)
+    # 2 × 32 layers × 8 KV heads × 128 head dim × 2 bytes
+    assert spec.kv_bytes_per_token() == 131072
+    verdict = fit(spec, "VM.GPU.A10.1", max_model_len=8192, concurrency=4)
+    assert verdict.kv_cache_gb == pytest.approx(131072 * 8192 * 4 / 1e9)
+
+
+def test_8b_fits_a10_at_8k():
+    verdict = fit(model_spec_from(LLAMA_8B), SHAPES["VM.GPU.A10.1"], max_model_len=8192)
+    assert verdict.fits and bool(verdict)
+    assert verdict.weights_gb == pytest.approx(16.06)
+    assert verdict.kv_cache_gb == pytest.approx(1.07, abs=0.01)
+    assert verdict.usable_gb == pytest.approx(21.6)
+    assert (
+        verdict.reason == "needs ≈ 16.1 GB weights + 1.1 GB KV cache at 8,192 tokens; VM.GPU.A10.1 has 24 GB"
+    )
+
+
+def test_8b_at_full_context_suggests_max_model_len():
+    verdict = fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1")
+    assert not verdict.fits
+    assert verdict.tokens == 131072
+    # (21.6 − 16.06) GB / 131,072 B per token ≈ 42,270 tokens → 32,768 (power of two, below it)
+    assert verdict.suggested_max_model_len == 32768
+    assert verdict.suggested_shape == "VM.GPU.A10.2"
+    assert verdict.reason == (
+        "needs ≈ 16.1 GB weights + 17.2 GB KV cache at 131,072 tokens; does not fit VM.GPU.A10.1 "
+        "(24 GB, ≈ 21.6 GB usable); smallest shape that fits: VM.GPU.A10.2, or --max-model-len 32768"
+    )
+    assert fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1", max_model_len=32768).fits
+
+
+def test_70b_needs_more_than_four_a10s():
+    spec = model_spec_from(LLAMA_70B)
+    verdict = fit(spec, "BM.GPU.A10.4", max_model_len=8192)
+    assert not verdict.fits
+    assert verdict.weights_gb == pytest.approx(141.2)
+    # 141 GB of weights leave no room on 4 × A10 (86.4 GB usable): no --max-model-len helps
+    assert verdict.suggested_max_model_len is None
+    assert verdict.suggested_shape == "BM.GPU.L40S.4"
+    assert "does not fit BM.GPU.A10.4 (96 GB, ≈ 86.4 GB usable); smallest shape that fits: BM.GPU.L40S.4" in (
+        verdict.reason
+    )
+    assert smallest_fitting_shape(spec, max_model_len=8192).name == "BM.GPU.L40S.4"
+    region = ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.H100.8"]
+    assert smallest_fitting_shape(spec, region, max_model_len=8192).name == "BM.GPU.H100.8"
+    assert (
+        fit(spec, "VM.GPU.A10.1", max_model_len=8192, alternatives=region).suggested_shape == "BM.GPU.H100.8"
+    )
+
+
+def test_nothing_fits():
+    spec = ModelSpec("giant", 2000.0)
+    verdict = fit(spec, "VM.GPU.A10.1", alternatives=["VM.GPU.A10.1", "VM.GPU.A10.2"])
+    assert not verdict.fits
+    assert verdict.reason.endswith("no listed shape has enough GPU memory")
+    assert smallest_fitting_shape(spec, ["VM.GPU.A10.1"]) is None
+
+
+def test_unknown_architecture_checks_weights_only():
+    verdict = fit(model_spec_from("custom-13B"), "VM.GPU.A10.1")
+    assert not verdict.fits
+    assert verdict.kv_cache_gb is None
+    assert verdict.reason.startswith("needs ≈ 26 GB weights (KV cache not estimated: architecture unknown)")
+    assert verdict.suggested_shape == "VM.GPU3.2"  # 2 × V100, 32 GB
+    assert fit(model_spec_from("custom-7B"), "VM.GPU.A10.1").fits
+
+
+def test_cpu_p100_and_unknown_shapes():
+    spec = model_spec_from(LLAMA_8B)
+    assert not fit(spec, "VM.Standard.E4.Flex").fits
+    assert "no GPU" in fit(spec, "VM.Standard.E4.Flex").reason
+    p100 = fit(spec, "BM.GPU2.2", max_model_len=4096)
+    assert not p100.fits and "P100" in p100.reason
+    unknown = fit(spec, "VM.GPU.X9.1", max_model_len=4096)
+    assert unknown.fits and "not known" in unknown.reason
+
+
+def test_max_model_len_beyond_context():
+    verdict = fit(model_spec_from("Phi-3-mini-4k-instruct"), "VM.GPU.A10.1", max_model_len=8192)
+    assert not verdict.fits
+    assert verdict.suggested_max_model_len == 4096
+    assert "4,096-token context" in verdict.reason
+
+
+def test_deployment_configuration_wins():
+    spec = model_spec_from(LLAMA_8B)
+    listed = ["VM.GPU.A10.2", "BM.GPU.A10.4"]
+    # the estimate says 8B fits A10.1 at 4k tokens, but the model's configuration does not list it
+    refused = fit(spec, "VM.GPU.A10.1", max_model_len=4096, deployment_shapes=listed)
+    assert not refused.fits
+    assert refused.suggested_shape == "VM.GPU.A10.2"
+    assert "not in the model's deployment configuration" in refused.reason
+    accepted = fit(spec, "VM.GPU.A10.2", deployment_shapes=listed)
+    assert accepted.fits and "listed in the model's deployment configuration" in accepted.reason
+
+
+def test_rank_shapes_orders_fitting_first_by_size():
+    spec = model_spec_from(LLAMA_8B)
+    ranked = rank_shapes(spec, ["BM.GPU.H100.8", "VM.GPU.A10.1", "VM.GPU.A10.2", "VM.Standard.E4.Flex"])
+    assert [(s.name, v.fits) for s, v in ranked] == [
+        ("VM.GPU.A10.2", True),
+        ("BM.GPU.H100.8", True),
+        ("VM.GPU.A10.1", False),
+        ("VM.Standard.E4.Flex", False),
+    ]
+    # suggestions come from the ranked shapes only
+    assert ranked[2][1].suggested_shape == "VM.GPU.A10.2"
+
+
+def test_format_gb():
+    assert [format_gb(x) for x in (16.06, 4.0, 21.6, 141.2, 0.35)] == ["16.1", "4", "21.6", "141", "0.3"]
