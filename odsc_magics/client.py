@@ -1,0 +1,597 @@
+"""The endpoint client: completions and chat over /predict and /predictWithResponseStream, with retries.
+
+Plain Python: imports no IPython. A stream is retried only before its first text delta; once text has
+been yielded it is never replayed: a cut keeps the partial text and is reported as interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from odsc_magics.config import LLMSettings, current_settings, default_target, resolve
+from odsc_magics.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DeploymentNotActiveError,
+    EndpointUnreachableError,
+    NotFoundError,
+    OdscMagicsError,
+    PayloadTooLargeError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+)
+from odsc_magics.retry import Retry, RetryPolicy, is_retryable_status, parse_retry_after, run_with_retries
+from odsc_magics.sse import DONE, iter_data, raw_chunks
+
+__all__ = ["CHAT", "COMPLETIONS", "Endpoint", "Result", "Stream", "connect"]
+
+log = logging.getLogger(__name__)
+
+COMPLETIONS = "/v1/completions"
+CHAT = "/v1/chat/completions"
+CONNECT_TIMEOUT = 10.0
+PREDICT_POLICY = "allow group <your-group> to {MODEL_DEPLOYMENT_PREDICT} in compartment <compartment>"
+_CLIENT_OPTIONS = ("timeout", "max_retries")
+_STATES = ("CREATING", "ACTIVE", "DELETING", "FAILED", "INACTIVE", "UPDATING", "DELETED", "NEEDS_ATTENTION")
+_STATE_RE = re.compile(r"\b(" + "|".join(_STATES) + r")\b")
+
+
+@dataclass
+class Result:
+    """One answer: text, why it ended, token usage, timings and where it came from."""
+
+    text: str
+    finish_reason: str | None
+    usage: dict
+    latency_s: float
+    ttft_s: float | None
+    opc_request_id: str | None
+    route: str
+    deployment: str
+    params: dict = field(default_factory=dict)
+    interrupted: bool = False
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _not_active_hint(state: str | None, name: str) -> str:
+    if state in ("CREATING", "UPDATING"):
+        return f"It is {state}: wait until it is ACTIVE (Deployment.wait(), or `%llm_deploy status {name}`)."
+    if state in ("FAILED", "NEEDS_ATTENTION"):
+        return f"It is {state}: see its work request errors and logs, then deploy again."
+    if state in ("DELETING", "DELETED"):
+        return "It is being deleted or is gone: deploy the model again (odsc_magics.deploy or `%llm_deploy`)."
+    return f"Activate it with `%llm_deploy activate {name}` (or Deployment.activate())."
+
+
+def _error_body(resp: Any) -> tuple[str | None, str]:
+    """(code, message) of an error reply: OCI {"code","message"}, vLLM {"object":"error"} / {"error":{}}."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, (resp.text or resp.reason or "").strip()[:500]
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        code = inner.get("code") if isinstance(inner.get("code"), str) else inner.get("type")
+        message = inner.get("message") or inner.get("detail") or json.dumps(body)[:500]
+        return code, str(message)
+    return None, str(body)[:500]
+
+
+class Endpoint:
+    """A model deployment's data plane; create it with :func:`connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        deployment_id: str | None = None,
+        name: str | None = None,
+        context: Any = None,
+        settings: LLMSettings | None = None,
+        kind: str = "url",
+    ) -> None:
+        from odsc_magics.context import get_context
+
+        self.url = url.rstrip("/")
+        self.deployment_id = deployment_id
+        self.name = name
+        self.kind = kind
+        self.settings = settings if settings is not None else current_settings()
+        self.context = context if context is not None else get_context(self.settings)
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<Endpoint{label} {self.deployment_id or self.url}>"
+
+    @property
+    def label(self) -> str:
+        """How errors name this endpoint."""
+        return self.name or self.deployment_id or self.url
+
+    # -- requests --
+
+    def _setting(self, name: str, explicit: Any = None) -> Any:
+        return resolve(name, explicit, self.settings)[0]
+
+    def build_request(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: list | None = None,
+        stream: bool = False,
+        **params: Any,
+    ) -> dict:
+        """The request as it would be sent (no authorization header): {"url", "route", "headers", "body"}."""
+        params = {k: v for k, v in params.items() if k not in _CLIENT_OPTIONS}
+        route = params.pop("route", None) or (CHAT if messages is not None else COMPLETIONS)
+        body: dict[str, Any] = {"model": self._setting("model", params.pop("model", None))}
+        if messages is not None:
+            body["messages"] = messages
+        else:
+            body["prompt"] = prompt if prompt is not None else ""
+        if "max_tokens" not in params:
+            body["max_tokens"] = self._setting("max_tokens")
+        if "temperature" not in params:
+            temperature = self._setting("temperature")
+            if temperature is not None:
+                body["temperature"] = temperature
+        body.update({k: v for k, v in params.items() if v is not None})
+        headers = {"content-type": "application/json", "route": route}
+        if stream:
+            body["stream"] = True
+            body.setdefault("stream_options", {"include_usage": True})
+            headers.update(
+                {"accept": "text/event-stream", "enable-streaming": "true", "accept-encoding": "identity"}
+            )
+            url = f"{self.url}/predictWithResponseStream"
+        else:
+            headers["accept"] = "application/json"
+            url = f"{self.url}/predict"
+        return {"url": url, "route": route, "headers": headers, "body": body}
+
+    def _policy(self, params: dict) -> RetryPolicy:
+        return RetryPolicy(max_retries=int(self._setting("max_retries", params.get("max_retries"))))
+
+    def _read_timeout(self, params: dict) -> float:
+        return float(self._setting("timeout", params.get("timeout")))
+
+    @staticmethod
+    def _sent_params(body: dict) -> dict:
+        skip = ("model", "prompt", "messages", "stream", "stream_options")
+        return {k: v for k, v in body.items() if k not in skip}
+
+    def _send(self, request: dict, data: bytes, *, stream: bool, read_timeout: float) -> Any:
+        """POST once (plus one resend after a token refresh on 401); transport errors become Retry/errors."""
+        import requests
+
+        credentials = self.context.credentials
+        refreshed = False
+        while True:
+            generation = credentials.generation
+            try:
+                resp = self.context.http.post(
+                    request["url"],
+                    data=data,
+                    headers=request["headers"],
+                    timeout=(CONNECT_TIMEOUT, read_timeout),
+                    stream=stream,
+                )
+            except requests.exceptions.ConnectTimeout:
+                raise Retry(self._unreachable("connect timed out")) from None
+            except requests.exceptions.ReadTimeout:
+                raise EndpointUnreachableError(
+                    f"No answer from {self.label} within {read_timeout:g} s.",
+                    hint="Long generations should stream (the platform ends /predict calls after 60 s); "
+                    "or lower max_tokens, or raise `%config LLMMagics.timeout`.",
+                    target=self.label,
+                ) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                raise Retry(self._unreachable(type(exc).__name__)) from None
+            if resp.status_code == 401 and not refreshed and credentials.refreshable:
+                resp.close()
+                refreshed = True
+                if self.context.refresh_signer(generation):
+                    continue
+            return resp
+
+    def _unreachable(self, why: str) -> EndpointUnreachableError:
+        hint = "Check the URL and the network; retried with backoff."
+        if self.context.local_endpoint:
+            hint = "Is the local backend running? `odsc-magics local` starts it (see its server.log)."
+        return EndpointUnreachableError(
+            f"Could not reach {self.label} ({why}).", hint=hint, target=self.label
+        )
+
+    def _status_error(self, resp: Any, size: int) -> OdscMagicsError:
+        """The error for a non-200 reply; retryable ones come wrapped in Retry."""
+        status = resp.status_code
+        code, message = _error_body(resp)
+        resp.close()
+        rid = resp.headers.get("opc-request-id")
+        common = {"status": status, "code": code, "opc_request_id": rid, "target": self.label}
+        text = f"{status} {code or resp.reason}: {message}" if message else f"{status} {code or resp.reason}"
+        if status == 401:
+            return AuthenticationError(f"{text} ({self.label})", hint=self.context.auth_hint(), **common)
+        if status == 404:
+            return self._not_found(text, code, common)
+        if status == 409 and code in ("IncorrectState", None):
+            found = _STATE_RE.search(message or "")
+            state = found.group(1) if found else None
+            return DeploymentNotActiveError(
+                f"The model deployment {self.label} is not ACTIVE"
+                f"{f' (it is {state})' if state else ''}: {text}",
+                state=state,
+                hint=_not_active_hint(state, self.name or self.deployment_id or "<name>"),
+                **common,
+            )
+        if status == 413:
+            return PayloadTooLargeError(f"{text} (request body {size} bytes)", **common)
+        if is_retryable_status(status):
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            if status == 429:
+                error: OdscMagicsError = RateLimitError(
+                    text, retry_after=retry_after, hint=_rate_limit_hint(message), **common
+                )
+            else:
+                hint = "The model server had a problem; it was retried with backoff. Try again shortly."
+                if status == 503:
+                    hint = "Model server unavailable (starting, scaling or overloaded); retried with backoff."
+                error = ServerError(text, hint=hint, **common)
+            raise Retry(error, retry_after)
+        if status >= 500:
+            return ServerError(text, **common)
+        return BadRequestError(text, hint=_bad_request_hint(status, code), **common)
+
+    def _not_found(self, text: str, code: str | None, common: dict) -> OdscMagicsError:
+        if code not in (None, "NotAuthorizedOrNotFound", "NotFound"):
+            # The model server's own 404 (vLLM: "The model `x` does not exist."): the request's model name.
+            return NotFoundError(
+                text,
+                hint=f"Deployments serve their model as {self._setting('model')!r} by default; "
+                "set model=... (or `%config LLMMagics.model`).",
+                **common,
+            )
+        if self.deployment_id:
+            try:
+                found = self.context.call(
+                    "Reading the model deployment",
+                    self.context.data_science().get_model_deployment,
+                    self.deployment_id,
+                ).data
+            except OdscMagicsError:
+                found = None
+            if found is not None and found.lifecycle_state != "ACTIVE":
+                state = found.lifecycle_state
+                return DeploymentNotActiveError(
+                    f"The model deployment {self.label} is not ACTIVE (it is {state}).",
+                    state=state,
+                    hint=_not_active_hint(state, found.display_name),
+                    **common,
+                )
+        policy = f"the policy that lets you use model deployments ({PREDICT_POLICY})"
+        if self.kind == "url":
+            hint = f"Check the OCID in the URL, the region ({self.context.region}), and {policy}."
+        else:
+            hint = f"Check the OCID, the region ({self.context.region}), and {policy}."
+        return NotFoundError(f"{text} ({self.label})", hint=hint, **common)
+
+    # -- non-streaming --
+
+    def _predict(self, request: dict, params: dict) -> Result:
+        data = json.dumps(request["body"], separators=(",", ":")).encode()
+        read_timeout = self._read_timeout(params)
+        started = time.perf_counter()
+
+        def attempt(number: int) -> tuple[Any, dict]:
+            resp = self._send(request, data, stream=False, read_timeout=read_timeout)
+            if resp.status_code != 200:
+                raise self._status_error(resp, len(data))
+            try:
+                return resp, resp.json()
+            except ValueError:
+                raise Retry(
+                    ServerError(
+                        f"{self.label} sent an incomplete or non-JSON reply.",
+                        hint="Retried with backoff; the model server may be restarting.",
+                        status=200,
+                        opc_request_id=resp.headers.get("opc-request-id"),
+                        target=self.label,
+                    )
+                ) from None
+
+        attempts = [0]
+
+        def counted(number: int) -> tuple[Any, dict]:
+            attempts[0] = number
+            return attempt(number)
+
+        resp, payload = run_with_retries(counted, self._policy(params), on_retry=self._log_retry)
+        latency = time.perf_counter() - started
+        text, finish = _first_choice(payload, request["route"])
+        return Result(
+            text=text,
+            finish_reason=finish,
+            usage=dict(payload.get("usage") or {}),
+            latency_s=latency,
+            ttft_s=None,
+            opc_request_id=resp.headers.get("opc-request-id"),
+            route=request["route"],
+            deployment=self.deployment_id or self.url,
+            params=self._sent_params(request["body"]),
+            attempts=attempts[0],
+        )
+
+    def _log_retry(self, number: int, error: BaseException, wait: float) -> None:
+        log.info("attempt %d to %s failed (%s); retrying in %.2f s", number, self.label, error, wait)
+
+    def complete(self, prompt: str, **params: Any) -> Result:
+        """A text completion (route /v1/completions)."""
+        return self._predict(self.build_request(prompt=prompt, **params), params)
+
+    def chat(self, messages: list[dict], **params: Any) -> Result:
+        """A chat completion (route /v1/chat/completions)."""
+        return self._predict(self.build_request(messages=messages, **params), params)
+
+    def stream_complete(self, prompt: str, **params: Any) -> Stream:
+        """A streamed text completion; iterate it for text deltas."""
+        return Stream(self, self.build_request(prompt=prompt, stream=True, **params), params)
+
+    def stream_chat(self, messages: list[dict], **params: Any) -> Stream:
+        """A streamed chat completion; iterate it for text deltas."""
+        return Stream(self, self.build_request(messages=messages, stream=True, **params), params)
+
+
+def _rate_limit_hint(message: str | None) -> str:
+    text = (message or "").lower()
+    if "bandwidth" in text:
+        return (
+            "The deployment's load-balancer bandwidth limit was hit: send fewer or smaller requests at once, "
+            "or update the deployment with a larger bandwidthMbps (default 10)."
+        )
+    if "tenancy" in text or "rate" in text:
+        return "The tenancy's request-rate limit (150 requests/s) was hit: lower the concurrency or the rate."
+    return "Too many requests: lower the concurrency or wait a little; retried with backoff."
+
+
+def _bad_request_hint(status: int, code: str | None) -> str:
+    if status == 400:
+        return "The model server refused the request as it stands (prompt length, max_tokens or a parameter)."
+    if status == 403:
+        return f"No policy allows this call: {PREDICT_POLICY}."
+    return ""
+
+
+def _first_choice(payload: Any, route: str) -> tuple[str, str | None]:
+    try:
+        choice = payload["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        raise ServerError(
+            "The reply has no choices.", hint="The deployment may not serve an OpenAI-compatible API."
+        ) from None
+    if route == CHAT or "message" in choice:
+        text = (choice.get("message") or {}).get("content") or ""
+    else:
+        text = choice.get("text") or ""
+    return text, choice.get("finish_reason")
+
+
+class _Cut(Exception):
+    """The stream's transport ended before the answer did."""
+
+
+class Stream:
+    """An iterator of text deltas; ``result`` is set once the stream finished or was closed."""
+
+    def __init__(self, endpoint: Endpoint, request: dict, params: dict) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.route = request["route"]
+        self._chat = self.route == CHAT
+        self._params = params
+        self.result: Result | None = None
+        self._parts: list[str] = []
+        self._finish: str | None = None
+        self._usage: dict | None = None
+        self._ttft: float | None = None
+        self._rid: str | None = None
+        self._attempts = 0
+        self._resp: Any = None
+        self._started = 0.0
+        self._gen: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    def __next__(self) -> str:
+        return next(iter(self))
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    def close(self) -> Result:
+        """Close the connection now; the Result holds what arrived (interrupted unless it had finished)."""
+        if self._gen is not None:
+            self._gen.close()
+        if self._resp is not None:
+            self._resp.close()
+        if self.result is None:
+            self.result = self._make_result(interrupted=True)
+        return self.result
+
+    def _make_result(self, *, interrupted: bool) -> Result:
+        usage = self._usage
+        if not usage:
+            usage = {
+                "prompt_tokens": None,
+                "completion_tokens": len(self._parts),
+                "total_tokens": None,
+                "estimated": True,
+            }
+        return Result(
+            text="".join(self._parts),
+            finish_reason=self._finish,
+            usage=dict(usage),
+            latency_s=time.perf_counter() - self._started if self._started else 0.0,
+            ttft_s=self._ttft,
+            opc_request_id=self._rid,
+            route=self.route,
+            deployment=self.endpoint.deployment_id or self.endpoint.url,
+            params=Endpoint._sent_params(self.request["body"]),
+            interrupted=interrupted,
+            attempts=max(self._attempts, 1),
+        )
+
+    def _open(self, data: bytes, read_timeout: float) -> Any:
+        resp = self.endpoint._send(self.request, data, stream=True, read_timeout=read_timeout)
+        if resp.status_code != 200:
+            raise self.endpoint._status_error(resp, len(data))
+        return resp
+
+    def _run(self) -> Iterator[str]:
+        endpoint = self.endpoint
+        data = json.dumps(self.request["body"], separators=(",", ":")).encode()
+        read_timeout = endpoint._read_timeout(self._params)
+        policy = endpoint._policy(self._params)
+        self._started = time.perf_counter()
+        retries = 0
+        try:
+            while True:
+                self._attempts += 1
+                try:
+                    self._resp = self._open(data, read_timeout)
+                    self._rid = self._resp.headers.get("opc-request-id")
+                    yield from self._read(self._resp)
+                    self.result = self._make_result(interrupted=False)
+                    return
+                except Retry as signal:
+                    error, retry_after = signal.error, signal.retry_after
+                except _Cut as cut:
+                    if self._parts:
+                        self.result = self._make_result(interrupted=True)
+                        raise StreamInterruptedError(
+                            f"The stream from {endpoint.label} was interrupted after {len(self._parts)} text "
+                            f"deltas ({cut}); the partial text is kept.",
+                            hint="Text already shown is never replayed: run it again for a complete answer.",
+                            partial=self.result,
+                            opc_request_id=self._rid,
+                            target=endpoint.label,
+                        ) from None
+                    error, retry_after = endpoint._unreachable(f"stream cut before any text: {cut}"), None
+                finally:
+                    if self._resp is not None:
+                        self._resp.close()
+                if retries >= policy.max_retries:
+                    raise error
+                wait = policy.delay(retries, retry_after)
+                endpoint._log_retry(self._attempts, error, wait)
+                time.sleep(wait)
+                retries += 1
+        finally:
+            if self.result is None:
+                self.result = self._make_result(interrupted=True)
+
+    def _read(self, resp: Any) -> Iterator[str]:
+        """The hot path: one json.loads per frame, no logging."""
+        import requests
+        import urllib3
+
+        parts = self._parts
+        chat = self._chat
+        done = False
+        loads = json.loads
+        try:
+            for payload in iter_data(raw_chunks(resp.raw)):
+                if payload == DONE:
+                    done = True
+                    break
+                try:
+                    frame = loads(payload)
+                except ValueError:
+                    raise _Cut("a malformed event") from None
+                choices = frame.get("choices")
+                if choices:
+                    choice = choices[0]
+                    delta = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    if delta:
+                        if self._ttft is None:
+                            self._ttft = time.perf_counter() - self._started
+                        parts.append(delta)
+                        yield delta
+                    if choice.get("finish_reason"):
+                        self._finish = choice["finish_reason"]
+                elif frame.get("object") == "error" or "error" in frame:
+                    self._frame_error(frame)
+                if frame.get("usage"):
+                    self._usage = frame["usage"]
+        except (
+            urllib3.exceptions.HTTPError,
+            requests.exceptions.RequestException,
+            ConnectionError,
+            OSError,
+        ) as exc:
+            raise _Cut(type(exc).__name__) from None
+        if not done and self._finish is None:
+            raise _Cut("the connection closed early")
+
+    def _frame_error(self, frame: dict) -> None:
+        inner = frame.get("error") if isinstance(frame.get("error"), dict) else frame
+        message = str(inner.get("message") or frame)[:500]
+        if self._parts:
+            raise _Cut(f"model server error: {message}")
+        raise BadRequestError(
+            f"The model server reported an error: {message}",
+            hint="Check the prompt length, max_tokens and the other parameters.",
+            opc_request_id=self._rid,
+            target=self.endpoint.label,
+        )
+
+
+def connect(target: str | None = None, *, settings: LLMSettings | None = None) -> Endpoint:
+    """An Endpoint for a deployment OCID, a model deployment URL, a .../predict URL or a display name.
+
+    ``target`` None means the default target (`%config LLMMagics.deployment`, env ODSC_MAGICS_DEPLOYMENT,
+    or the deployment last made by deploy()).
+    """
+    from odsc_magics.context import get_context
+    from odsc_magics.targets import resolve_target
+
+    settings = settings if settings is not None else current_settings()
+    if target is None:
+        target = default_target(settings)
+    if not target:
+        raise ConfigurationError(
+            "No deployment to send predictions to.",
+            hint="Pass one (an OCID, URL or display name), set `%config LLMMagics.deployment = '...'` "
+            "(env ODSC_MAGICS_DEPLOYMENT), or deploy one with odsc_magics.deploy().",
+        )
+    context = get_context(settings)
+    resolved = resolve_target(target, context)
+    return Endpoint(
+        resolved.url,
+        deployment_id=resolved.deployment_id,
+        name=resolved.name,
+        context=context,
+        settings=settings,
+        kind=resolved.kind,
+    )

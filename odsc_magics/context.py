@@ -1,0 +1,277 @@
+"""The connection context: effective settings, the signer, one pooled signed HTTP session, SDK clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from odsc_magics.config import LLMSettings, configured_key, current_settings, resolve
+from odsc_magics.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    EndpointUnreachableError,
+    NotFoundError,
+    OdscMagicsError,
+    RateLimitError,
+    ServerError,
+    ServiceError,
+)
+
+__all__ = ["Context", "clear_contexts", "get_context", "local_backend_info"]
+
+CONNECT_TIMEOUT = 10.0
+POOL_SIZE = 256
+TARGET_CACHE_SECONDS = 30.0
+
+_lock = threading.Lock()
+_contexts: dict[tuple, Context] = {}
+_local: dict[str, dict] = {}
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _read_start(path: Path) -> dict | None:
+    try:
+        return json.loads((path / "start.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def local_backend_info(local_dir: str, *, start: bool = True) -> dict | None:
+    """start.json of the local backend in ``local_dir``; with ``start``, starts it when it is not running."""
+    path = Path(os.path.expanduser(local_dir))
+    key = str(path)
+    current = _read_start(path)
+    cached = _local.get(key)
+    if cached and current and cached.get("pid") == current.get("pid") and _pid_alive(cached.get("pid")):
+        return cached
+    if not start:
+        return current
+    from odsc_magics.local.process import ensure_running
+
+    try:
+        info = ensure_running(path)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"The local backend in {path} could not be started ({type(exc).__name__}: {exc}).",
+            hint=f"See {path / 'server.log'}, or start it with `odsc-magics local --state-dir {path}`.",
+        ) from None
+    _local[key] = info
+    return info
+
+
+class Context:
+    """What a call needs to reach the service: region, compartment, signer, HTTP session, SDK clients."""
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        region: str,
+        compartment_id: str | None,
+        project_id: str | None,
+        credentials: Any,
+        local_info: dict | None = None,
+    ) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.backend = backend
+        self.region = region
+        self.compartment_id = compartment_id
+        self.project_id = project_id
+        self.credentials = credentials
+        self.auth_mode: str = credentials.mode
+        self.auth_description: str = credentials.description
+        self.local_info = local_info
+        self.local_endpoint: str | None = local_info["endpoint"].rstrip("/") if local_info else None
+        self.http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
+        self.http.auth = credentials
+        self._data_science: Any = None
+        self._lock = threading.Lock()
+        self._targets: dict[str, tuple[float, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Context(backend={self.backend!r}, region={self.region!r}, auth={self.auth_description!r})"
+
+    def alive(self) -> bool:
+        """False when this context's local backend process has gone away."""
+        if self.local_info is None:
+            return True
+        return _pid_alive(self.local_info.get("pid"))
+
+    def data_science(self) -> Any:
+        """The oci DataScienceClient (on the local backend for backend=local, without SDK retries there)."""
+        with self._lock:
+            if self._data_science is None:
+                import oci
+
+                kwargs: dict[str, Any] = {"signer": self.credentials.signer}
+                if self.local_endpoint:
+                    kwargs["service_endpoint"] = self.local_endpoint
+                    kwargs["retry_strategy"] = oci.retry.NoneRetryStrategy()
+                    kwargs["circuit_breaker_strategy"] = oci.circuit_breaker.NoCircuitBreakerStrategy()
+                config = {**self.credentials.oci_config, "region": self.region}
+                self._data_science = oci.data_science.DataScienceClient(config, **kwargs)
+            return self._data_science
+
+    def refresh_signer(self, seen_generation: int | None = None) -> bool:
+        """Token-based signers: renew once and return True; False for api_key."""
+        refreshed = self.credentials.refresh(seen_generation)
+        if refreshed:
+            with self._lock:
+                self._data_science = None
+        return refreshed
+
+    def deployment_url(self, deployment_id: str) -> str:
+        """The data-plane URL of a deployment OCID when the control plane cannot be asked."""
+        if self.local_endpoint:
+            return f"{self.local_endpoint}/{deployment_id}"
+        return f"https://modeldeployment.{self.region}.oci.customer-oci.com/{deployment_id}"
+
+    def cached_target(self, key: str) -> Any:
+        hit = self._targets.get(key)
+        if hit and time.monotonic() - hit[0] < TARGET_CACHE_SECONDS:
+            return hit[1]
+        return None
+
+    def cache_target(self, key: str, value: Any) -> None:
+        self._targets[key] = (time.monotonic(), value)
+
+    def forget_targets(self) -> None:
+        self._targets.clear()
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one control-plane SDK call; its errors come back as the odsc-magics error hierarchy."""
+        import oci
+
+        try:
+            return fn(*args, **kwargs)
+        except oci.exceptions.ServiceError as exc:
+            raise self.control_error(exc, what) from None
+        except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, OSError) as exc:
+            raise EndpointUnreachableError(
+                f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
+                hint=self._reach_hint(),
+            ) from None
+        except OdscMagicsError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith(("requests", "urllib3", "oci._vendor")):
+                raise EndpointUnreachableError(
+                    f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
+                    hint=self._reach_hint(),
+                ) from None
+            raise
+
+    def _reach_hint(self) -> str:
+        if self.local_endpoint:
+            return "The local backend is not answering; `odsc-magics local` restarts it (see its server.log)."
+        return f"Check the network and the region ({self.region})."
+
+    def auth_hint(self) -> str:
+        """What to check after a 401 with this context's auth mode (never a secret)."""
+        mode = self.auth_mode
+        if mode == "api_key":
+            return (
+                f"Signature not accepted using auth mode {self.auth_description}. Check the key file and "
+                "fingerprint in that profile (the public key must be uploaded for that user) and the clock; "
+                "or choose another mode with `%config LLMMagics.auth`."
+            )
+        if mode == "security_token":
+            return (
+                f"Signature not accepted using auth mode {self.auth_description}. The session may have "
+                f"expired: run `oci session refresh --profile {self.credentials.profile}` "
+                "(or `oci session authenticate`)."
+            )
+        return (
+            f"Signature not accepted using auth mode {self.auth_description}. Check the dynamic group / "
+            "resource principal policies of this resource, or choose another `%config LLMMagics.auth`."
+        )
+
+    def control_error(self, exc: Any, what: str) -> OdscMagicsError:
+        """Map an oci.exceptions.ServiceError from a control-plane call."""
+        status, code = exc.status, exc.code
+        message = f"{what}: {status} {code}: {exc.message}"
+        common = {"status": status, "code": code, "opc_request_id": exc.request_id}
+        if status == 401:
+            return AuthenticationError(message, hint=self.auth_hint(), **common)
+        if status == 404:
+            return NotFoundError(
+                message,
+                hint=f"Check the OCID, the region ({self.region}) and that a policy allows you to use the "
+                "data-science-family in that compartment.",
+                **common,
+            )
+        if status == 429:
+            return RateLimitError(
+                message, hint="Too many control-plane calls; wait a little and retry.", **common
+            )
+        if status >= 500:
+            return ServerError(message, hint="The service had a problem; retry in a moment.", **common)
+        if 400 <= status < 500:
+            return BadRequestError(message, **common)
+        return ServiceError(message, **common)
+
+
+def clear_contexts() -> None:
+    """Forget every cached context (the next call builds a new one)."""
+    with _lock:
+        _contexts.clear()
+
+
+def _build(settings: LLMSettings) -> Context:
+    from odsc_magics.auth import load_credentials
+
+    backend = resolve("backend", settings=settings)[0]
+    local_info = None
+    if backend == "local":
+        local_info = local_backend_info(resolve("local_dir", settings=settings)[0], start=True)
+    mode = resolve("auth", settings=settings)[0]
+    config_file = resolve("config_file", settings=settings)[0]
+    profile = resolve("profile", settings=settings)[0]
+    region = resolve("region", settings=settings)[0]
+    credentials = load_credentials(mode, config_file=config_file, profile=profile, region=region)
+    region = region or credentials.region
+    if not region:
+        raise ConfigurationError(
+            f"No OCI region is known for auth mode {credentials.description}.",
+            hint="Set `%config LLMMagics.region = 'us-ashburn-1'` (env ODSC_MAGICS_REGION) or add region to "
+            "the profile.",
+        )
+    return Context(
+        backend=backend,
+        region=region,
+        compartment_id=resolve("compartment_id", settings=settings)[0],
+        project_id=resolve("project_id", settings=settings)[0],
+        credentials=credentials,
+        local_info=local_info,
+    )
+
+
+def get_context(settings: LLMSettings | None = None) -> Context:
+    """The context of the effective settings; cached while those settings stay the same."""
+    settings = settings if settings is not None else current_settings()
+    key = configured_key(settings)
+    with _lock:
+        context = _contexts.get(key)
+        if context is not None and context.alive():
+            return context
+        context = _build(settings)
+        _contexts[key] = context
+        return context

@@ -1,0 +1,37 @@
+"""Server-sent events on the hot path: raw response chunks in, the payloads of `data:` lines out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+__all__ = ["DONE", "iter_data", "raw_chunks"]
+
+DONE = b"[DONE]"
+_READ_SIZE = 65536
+
+
+def raw_chunks(raw: Any) -> Iterator[bytes]:
+    """Bytes of a urllib3 response as they arrive: whole HTTP chunks, else whatever one read returns."""
+    if getattr(raw, "chunked", False) and hasattr(raw, "read_chunked"):
+        yield from raw.read_chunked(None, decode_content=True)
+        return
+    read1 = raw.read1
+    while True:
+        data = read1(_READ_SIZE)
+        if not data:
+            return
+        yield data
+
+
+def iter_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Payloads of complete `data:` lines, stripped; other lines and a partial last line are dropped."""
+    pending = b""
+    for chunk in chunks:
+        if pending:
+            chunk = pending + chunk
+        lines = chunk.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if line[:5] == b"data:":
+                yield line[5:].strip()
