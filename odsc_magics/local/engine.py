@@ -485,10 +485,13 @@ class BuiltinEngine:
         yield DONE_FRAME
 
     def _usage_tail(self, req: _Request, prompt_tokens: int, completion_tokens: int) -> str:
+        # vLLM dumps completion chunks with every field (usage null, prompt_tokens_details null) and chat
+        # chunks with only the fields it set.
         if req.continuous_usage:
+            details = "" if req.chat else ',"prompt_tokens_details":null'
             return (
                 f',"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":'
-                f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}}}'
+                f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}{details}}}'
             )
         return "" if req.chat else ',"usage":null'
 
@@ -590,15 +593,19 @@ class OpenAIEngine:
 
     async def _models_upstream(self) -> tuple[int, Any]:
         async with self._client().get(self._base + "/v1/models") as resp:
-            return resp.status, await resp.json(content_type=None)
+            try:
+                return resp.status, await resp.json(content_type=None)
+            except ValueError:
+                return resp.status, None
 
     async def _model_id(self) -> str | None:
+        """The upstream's first model (asked once; "" when it lists none)."""
         if self._upstream_model is None:
             status, body = await self._models_upstream()
-            data = body.get("data") if isinstance(body, dict) else None
-            if status == 200 and data:
-                self._upstream_model = str(data[0].get("id"))
-        return self._upstream_model
+            data = body.get("data") if status == 200 and isinstance(body, dict) else None
+            first = data[0] if isinstance(data, list) and data else None
+            self._upstream_model = str(first.get("id") or "") if isinstance(first, dict) else ""
+        return self._upstream_model or None
 
     async def handle(self, method: str, path: str, body: Any, *, context: dict) -> EngineReply:
         """Forward one request to the upstream server and relay its answer."""
@@ -620,11 +627,11 @@ class OpenAIEngine:
 
     async def _models(self, context: dict) -> EngineReply:
         status, body = await self._models_upstream()
-        if status != 200 or not isinstance(body, dict):
-            return EngineReply(status, body)
-        upstream = list(body.get("data") or [])
-        if upstream and self._upstream_model is None:
-            self._upstream_model = str(upstream[0].get("id"))
+        # Servers without a model list (or with an odd one) still serve the deployment's model.
+        upstream = list(body.get("data") or []) if status == 200 and isinstance(body, dict) else []
+        upstream = [m for m in upstream if isinstance(m, dict) and m.get("id")]
+        if upstream and not self._upstream_model:
+            self._upstream_model = str(upstream[0]["id"])
         served = {
             "id": self.served_model_name,
             "object": "model",

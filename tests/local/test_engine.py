@@ -427,3 +427,59 @@ def test_openai_upstream_unreachable() -> None:
             await engine.aclose()
 
     asyncio.run(run())
+
+
+RAW_SSE = (
+    b": keep-alive\r\n\r\n"
+    b'event: message\r\ndata:{"id":"x","object":"text_completion","model":"llama","choices":'
+    b'[{"index":0,"text":"Hi","finish_reason":null}]}\r\n\r\n'
+    b'data: {"id": "x", "object": "text_completion", "model": "llama", "choices": '
+    b'[{"index": 0, "text": "!", "finish_reason": "stop"}]}\n\n'
+)
+
+
+async def start_raw_stub() -> tuple[web.AppRunner, str]:
+    """A server with unusual SSE framing (CRLF, comments, no [DONE]) and a plain-text error."""
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "llama", "object": "model"}]})
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body.get("prompt") == "fail":
+            return web.Response(status=500, text="upstream exploded")
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
+        await resp.prepare(request)
+        await resp.write(RAW_SSE)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def test_openai_reframes_upstream_sse_and_errors() -> None:
+    async def run() -> None:
+        runner, url = await start_raw_stub()
+        engine = make_engine(f"openai:{url}/")
+        try:
+            reply = await engine.handle(
+                "POST", "/v1/completions", {"prompt": "x", "stream": True}, context=CTX
+            )
+            frames = [f async for f in reply.stream]
+            evs = events(frames)
+            assert [e["choices"][0]["text"] for e in evs] == ["Hi", "!"]
+            assert all(e["model"] == "odsc-llm" for e in evs)
+
+            reply = await engine.handle("POST", "/v1/completions", {"prompt": "fail"}, context=CTX)
+            assert reply.status == 500 and "upstream exploded" in reply.body["message"]
+        finally:
+            await engine.aclose()
+            await runner.cleanup()
+
+    asyncio.run(run())
