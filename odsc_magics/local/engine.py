@@ -669,10 +669,10 @@ class OpenAIEngine:
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
+            status = resp.status if resp.status >= 400 else 502
             text = raw.decode("utf-8", "replace").strip()[:500]
-            return error_reply(
-                resp.status if resp.status >= 400 else 502, f"upstream answered: {text}", "UpstreamError"
-            )
+            err_type = "InternalServerError" if status >= 500 else "BadRequestError"
+            return error_reply(status, f"The upstream model server answered {resp.status}: {text}", err_type)
         if rewrite and isinstance(data, dict) and "model" in data:
             data["model"] = self.served_model_name
         return EngineReply(resp.status, data)
