@@ -114,7 +114,7 @@ def table_bundle(title: str, header: Iterable[str], rows: Iterable[Iterable[Any]
     md = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    plain = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    plain = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     plain += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
     return {"text/markdown": "\n".join(md), "text/plain": "\n".join(plain)}
 

@@ -73,7 +73,7 @@ class ChatMagics(LLMMagicsBase):
             self.conversation.clear()
         if args.system is not None:
             self._set_system(self.render(args.system))
-        text = cell if cell is not None else rest
+        text = cell.rstrip("\n") if cell is not None else rest
         if not text.strip():
             if args.history:
                 self._show_history()

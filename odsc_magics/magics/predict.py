@@ -71,7 +71,7 @@ class PredictMagics(LLMMagicsBase):
         args, rest = parse_magic_line(self.llm_predict, line, free_text=cell is None)
         output_var = check_var_name(args.output)
         params = generation_params(args)
-        text = cell if cell is not None else rest
+        text = cell.rstrip("\n") if cell is not None else rest
         if not text.strip():
             raise UsageError(
                 "No prompt: write it in the cell body of %%llm_predict or after the options of %llm_predict."

@@ -1,0 +1,161 @@
+"""Magic-line parsing, help and the UsageError boundary, in a plain IPython shell (nothing is sent)."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from odsc_magics.errors import NotFoundError, OdscMagicsError
+from odsc_magics.magics._base import generation_params, parse_magic_line, split_options, usage_errors
+
+
+@pytest.fixture(scope="module")
+def ip() -> InteractiveShell:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "odsc_magics")
+    return shell
+
+
+def magic(ip: InteractiveShell, name: str):
+    return ip.magics_manager.magics["line"][name]
+
+
+def test_magics_are_registered_and_configurable(ip: InteractiveShell) -> None:
+    line, cell = ip.magics_manager.magics["line"], ip.magics_manager.magics["cell"]
+    assert {"llm_predict", "llm_chat", "llm_deploy", "llm_config"} <= set(line)
+    assert {"llm_predict", "llm_chat"} <= set(cell)
+    instance = magic(ip, "llm_predict").__self__
+    assert instance in ip.configurables
+    ip.run_line_magic("config", "LLMMagics.max_tokens = 77")
+    assert instance.max_tokens == 77
+    ip.run_line_magic("config", "LLMMagics.max_tokens = None")
+
+
+@pytest.mark.parametrize(
+    ("line", "argv", "rest"),
+    [
+        ("-d foo What's up {x}?", ["-d", "foo"], "What's up {x}?"),
+        ('--max-tokens=5 {"a": 1, "b": [2]}', ["--max-tokens=5"], '{"a": 1, "b": [2]}'),
+        ("--temperature -0.5 --stop '###' --stop END -- -starts with a dash", None, "-starts with a dash"),
+        ('--system "be brief" hi  there', ["--system", "be brief"], "hi  there"),
+        ("--no-stream", ["--no-stream"], ""),
+        ("", [], ""),
+        ("just a prompt with $money and {braces}", [], "just a prompt with $money and {braces}"),
+    ],
+)
+def test_split_options_keeps_free_text_verbatim(ip: InteractiveShell, line: str, argv, rest: str) -> None:
+    got_argv, got_rest = split_options(line, magic(ip, "llm_predict").parser)
+    if argv is not None:
+        assert got_argv == argv
+    assert got_rest == rest
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--max-tokens abc hi", "invalid int value: 'abc'"),
+        ("--temperature", "expected one argument"),
+        ("--bogus hi", "unrecognized arguments: --bogus"),
+        ("--system 'unbalanced hi", "unbalanced quote"),
+    ],
+)
+def test_bad_options_raise_usage_with_the_usage_line(ip: InteractiveShell, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_magic_line(magic(ip, "llm_predict"), line, free_text=True)
+    assert message in str(info.value)
+    assert "Usage: %llm_predict" in str(info.value)
+
+
+def test_cell_magic_line_takes_no_free_text(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="unexpected text after the options"):
+        parse_magic_line(magic(ip, "llm_predict"), "-d x stray words", free_text=False)
+
+
+def test_generation_params_only_the_given_ones(ip: InteractiveShell) -> None:
+    args, _ = parse_magic_line(
+        magic(ip, "llm_predict"), "--max-tokens 9 --top-p 0.5 --stop A --stop B", free_text=True
+    )
+    assert generation_params(args) == {"max_tokens": 9, "top_p": 0.5, "stop": ["A", "B"]}
+    bad, _ = parse_magic_line(magic(ip, "llm_predict"), "--temperature 7", free_text=True)
+    with pytest.raises(UsageError, match="temperature"):
+        generation_params(bad)
+
+
+def test_help_shows_every_option(ip: InteractiveShell) -> None:
+    doc = magic(ip, "llm_predict").__doc__
+    for option in (
+        "--deployment",
+        "--chat",
+        "--system",
+        "--max-tokens",
+        "--temperature",
+        "--top-p",
+        "--stop",
+        "--no-stream",
+        "--output",
+        "--dry-run",
+    ):
+        assert option in doc
+    assert "--reset" in magic(ip, "llm_chat").__doc__
+    assert "--history" in magic(ip, "llm_chat").__doc__
+
+
+def test_magic_lines_are_not_var_expanded(ip: InteractiveShell) -> None:
+    for name in ("llm_predict", "llm_chat", "llm_deploy"):
+        assert getattr(magic(ip, name), "_ipython_magic_no_var_expand", False), name
+
+
+def test_usage_errors_turns_our_errors_into_a_bare_usage_error() -> None:
+    @usage_errors
+    def failing() -> None:
+        raise NotFoundError("No deployment named 'x'.", hint="Run `%llm_deploy list`.", opc_request_id="R1")
+
+    with pytest.raises(UsageError) as info:
+        failing()
+    assert str(info.value) == "No deployment named 'x'. (opc-request-id R1)\nRun `%llm_deploy list`."
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert not isinstance(info.value, OdscMagicsError)
+
+
+def test_usage_errors_keeps_bugs_as_they_are() -> None:
+    @usage_errors
+    def buggy() -> None:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        buggy()
+
+
+def test_a_failing_magic_fails_the_cell(ip: InteractiveShell) -> None:
+    result = ip.run_cell("%llm_predict --max-tokens nope hi")
+    assert not result.success
+    assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_bad_output_variable_is_refused_before_sending(ip: InteractiveShell) -> None:
+    result = ip.run_cell("%llm_predict -o 1abc hello")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "-o/--output" in str(result.error_in_exec)
+
+
+def test_deploy_needs_model_and_shape(ip: InteractiveShell) -> None:
+    result = ip.run_cell("%llm_deploy create --name x")
+    assert "needs --model and --shape" in str(result.error_in_exec)
+    result = ip.run_cell("%llm_deploy destroy")
+    assert "invalid choice" in str(result.error_in_exec)
+
+
+def test_public_api_is_lazy_and_deploy_stays_a_function() -> None:
+    import importlib
+
+    import odsc_magics
+
+    importlib.import_module("odsc_magics.deploy")  # importing the submodule must not shadow the function
+    assert callable(odsc_magics.deploy)
+    assert odsc_magics.deploy.__module__ == "odsc_magics.deploy"
+    assert {"connect", "deploy", "deployments", "get_deployment", "Endpoint", "Deployment", "Result"} <= set(
+        dir(odsc_magics)
+    )
+    with pytest.raises(AttributeError):
+        odsc_magics.nope  # noqa: B018
