@@ -117,15 +117,26 @@ def generate(source: str, key: str, min_tokens: int = 0, leading_space: bool = F
     (still ending at a sentence end) until it has at least ``min_tokens`` tokens. With ``leading_space``
     the first token starts with a space, as a continuation of a prompt does.
     """
+    # The cache is keyed by a digest and the key phrases, never by the (possibly long) prompt itself.
+    seed = int.from_bytes(
+        hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
+    )
+    words = _keywords_cached(source) if len(source) <= 8192 else tuple(keywords(source))
     if min_tokens > _CACHED_MAX:
-        return _generate(source, key, min_tokens, leading_space)
-    return _generate_cached(source, key, min_tokens, leading_space)
+        return _generate(words, seed, min_tokens, leading_space)
+    return _generate_cached(words, seed, min_tokens, leading_space)
 
 
-def _generate(source: str, key: str, min_tokens: int, leading_space: bool) -> tuple[str, ...]:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    r = random.Random(int.from_bytes(digest, "big")).random
-    words = keywords(source) or list(_FALLBACK)
+def _keywords_cached_impl(source: str) -> tuple[str, ...]:
+    return tuple(keywords(source))
+
+
+_keywords_cached = lru_cache(maxsize=1024)(_keywords_cached_impl)
+
+
+def _generate(phrases: tuple[str, ...], seed: int, min_tokens: int, leading_space: bool) -> tuple[str, ...]:
+    r = random.Random(seed).random
+    words = list(phrases) or list(_FALLBACK)
     target = max(30 + int(r() * 81), min_tokens)
     tokens = tokenize((" " if leading_space else "") + _sentence(r, _pick(r, _LEADS), words[0], words))
     # Walk the templates in a per-answer order (a stride coprime with their count) so none repeats soon.

@@ -25,7 +25,7 @@ def _count_cached(text: str) -> int:
 
 def count_tokens(text: str) -> int:
     """Number of tokens in ``text`` (cached for repeated prompts)."""
-    if len(text) > 65536:
+    if len(text) > 8192:  # long prompts are counted each time rather than kept in the cache
         return len(_TOKEN.findall(text))
     return _count_cached(text)
 
