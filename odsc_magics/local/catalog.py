@@ -1,0 +1,192 @@
+"""The fixed catalog of the local backend: AQUA service models and model deployment shapes."""
+
+from __future__ import annotations
+
+import hashlib
+
+SERVICE_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaaodscservicemodelscompartmentlocalemulator000000000"
+SERVICE_PROJECT = "ocid1.datascienceproject.oc1.iad.aaaaaaaaodscservicemodelsprojectlocalemulator000000000"
+SERVICE_CREATED_BY = "ocid1.user.oc1..aaaaaaaaodscservicemodelsuserlocalemulator00000000000000000"
+CATALOG_TIME = "2024-09-01T00:00:00.000Z"
+VLLM_CONTAINER = "odsc-vllm-serving"
+VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
+
+# (display name, organization, license, task, max context, shapes it is ready to deploy on)
+_MODELS = [
+    (
+        "Mistral-7B-Instruct-v0.3",
+        "Mistral AI",
+        "Apache 2.0",
+        "text_generation",
+        32768,
+        ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
+    ),
+    (
+        "Meta-Llama-3.1-8B-Instruct",
+        "Meta",
+        "llama3.1",
+        "text_generation",
+        131072,
+        ["VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
+    ),
+    (
+        "Meta-Llama-3.1-70B-Instruct",
+        "Meta",
+        "llama3.1",
+        "text_generation",
+        131072,
+        ["BM.GPU.A100-V2.8", "BM.GPU.H100.8", "BM.GPU.H200.8"],
+    ),
+    (
+        "Mixtral-8x7B-Instruct-v0.1",
+        "Mistral AI",
+        "Apache 2.0",
+        "text_generation",
+        32768,
+        ["BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
+    ),
+    (
+        "Phi-3-mini-4k-instruct",
+        "Microsoft",
+        "MIT",
+        "text_generation",
+        4096,
+        ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4"],
+    ),
+    (
+        "gemma-2-9b-it",
+        "Google",
+        "gemma",
+        "text_generation",
+        8192,
+        ["VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8"],
+    ),
+]
+
+# name, coreCount (OCPUs), memoryInGBs (CPU), shapeSeries, GPUs, GPU memory GB
+SHAPES = [
+    ("VM.GPU.A10.1", 15, 240, "NVIDIA_GPU", 1, 24),
+    ("VM.GPU.A10.2", 30, 480, "NVIDIA_GPU", 2, 48),
+    ("BM.GPU.A10.4", 64, 1024, "NVIDIA_GPU", 4, 96),
+    ("VM.GPU2.1", 12, 72, "NVIDIA_GPU", 1, 16),
+    ("BM.GPU2.2", 28, 192, "NVIDIA_GPU", 2, 32),
+    ("VM.GPU3.1", 6, 90, "NVIDIA_GPU", 1, 16),
+    ("VM.GPU3.2", 12, 180, "NVIDIA_GPU", 2, 32),
+    ("VM.GPU3.4", 24, 360, "NVIDIA_GPU", 4, 64),
+    ("BM.GPU3.8", 24, 768, "NVIDIA_GPU", 8, 128),
+    ("BM.GPU4.8", 64, 2048, "NVIDIA_GPU", 8, 320),
+    ("BM.GPU.B4.8", 64, 2048, "NVIDIA_GPU", 8, 320),
+    ("BM.GPU.A100-V2.8", 128, 2048, "NVIDIA_GPU", 8, 640),
+    ("BM.GPU.H100.8", 112, 2048, "NVIDIA_GPU", 8, 640),
+    ("BM.GPU.H200.8", 112, 3072, "NVIDIA_GPU", 8, 1128),
+    ("BM.GPU.L40S.4", 112, 1024, "NVIDIA_GPU", 4, 192),
+    ("BM.GPU.L40S-NC.4", 112, 1024, "NVIDIA_GPU", 4, 192),
+    # The SDK's shapeSeries enum has no AMD GPU value; GENERIC is the closest it knows.
+    ("BM.GPU.MI300X.8", 112, 2048, "GENERIC", 8, 1536),
+    ("BM.GPU.B200.8", 128, 4096, "NVIDIA_GPU", 8, 1440),
+    ("BM.GPU.GB200.4", 144, 1024, "NVIDIA_GPU", 4, 768),
+    ("VM.Standard.E4.Flex", 64, 1024, "AMD_ROME", 0, 0),
+]
+SHAPE_NAMES = {row[0] for row in SHAPES}
+FLEX_SHAPES = {"VM.Standard.E4.Flex"}
+
+
+def _ocid(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:52]
+    return f"ocid1.datasciencemodel.oc1.iad.amaaaaaa{digest}"
+
+
+def _service_model(name: str, org: str, license_: str, task: str, context: int, shapes: list[str]) -> dict:
+    commit = hashlib.sha1(name.encode()).hexdigest()[:7]
+    artifact = f"service_models/{name}/{commit}/artifact"
+    return {
+        "id": _ocid(name),
+        "compartmentId": SERVICE_COMPARTMENT,
+        "projectId": SERVICE_PROJECT,
+        "displayName": name,
+        "description": f"{name} from {org}, ready to deploy with the vLLM service container.",
+        "lifecycleState": "ACTIVE",
+        "lifecycleDetails": None,
+        "timeCreated": CATALOG_TIME,
+        "createdBy": SERVICE_CREATED_BY,
+        "freeformTags": {
+            "OCI_AQUA": "",
+            "task": task,
+            "organization": org,
+            "license": license_,
+            "ready_to_deploy": "true",
+            "ready_to_fine_tune": "true" if "70B" not in name else "false",
+            "model_format": "SAFETENSORS",
+        },
+        "definedTags": {},
+        "customMetadataList": [
+            {
+                "key": "deployment-container",
+                "value": VLLM_CONTAINER,
+                "description": "Inference container",
+                "category": "Other",
+            },
+            {
+                "key": "artifact_location",
+                "value": artifact,
+                "description": "Model artifact prefix",
+                "category": "Other",
+            },
+            {
+                "key": "context_length",
+                "value": str(context),
+                "description": "Maximum context length",
+                "category": "Other",
+            },
+        ],
+        "definedMetadataList": [
+            {
+                "key": "DeploymentConfiguration",
+                "value": None,
+                "category": None,
+                "description": None,
+                "hasArtifact": True,
+            },
+        ],
+        "category": "SERVICE",
+        "isModelByReference": True,
+        "_deploymentConfig": {
+            "shape": shapes,
+            "configuration": {
+                shape: {
+                    "parameters": {
+                        "VLLM_PARAMS": f"--max-model-len {4096 if '.A10.1' in shape else context}"
+                    },
+                    "env": {},
+                    "shape_info": {},
+                    "multi_model_deployment": [],
+                }
+                for shape in shapes
+            },
+        },
+        "_provenance": {
+            "repositoryUrl": None,
+            "gitBranch": None,
+            "gitCommit": commit,
+            "scriptDir": None,
+            "trainingScript": None,
+            "trainingId": None,
+        },
+    }
+
+
+SERVICE_MODELS = [_service_model(*row) for row in _MODELS]
+SERVICE_MODELS_BY_ID = {model["id"]: model for model in SERVICE_MODELS}
+
+
+def shape_summaries() -> list[dict]:
+    """``list_model_deployment_shapes`` items."""
+    return [
+        {"name": name, "coreCount": cores, "memoryInGBs": memory, "shapeSeries": series}
+        for name, cores, memory, series, _gpus, _gpu_memory in SHAPES
+    ]
+
+
+def public(resource: dict) -> dict:
+    """The resource without the catalog's private (underscore) keys."""
+    return {key: value for key, value in resource.items() if not key.startswith("_")}

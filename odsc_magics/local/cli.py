@@ -1,0 +1,183 @@
+"""``odsc-magics local``: run the local OCI Data Science model-deployment backend on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from odsc_magics.local.faults import FAULT_KINDS, parse_fault
+
+HOST = "127.0.0.1"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from odsc_magics.local.process import default_state_dir
+
+    parser = argparse.ArgumentParser(
+        prog="odsc-magics local",
+        description="A local emulator of OCI Data Science model deployments (control plane /20190101 and "
+        "the predict data plane) on 127.0.0.1. Requests must be signed with the OCI config profile it writes "
+        "to its state directory.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})"
+    )
+    parser.add_argument(
+        "--engine", default="builtin", help="model server: 'builtin' (no weights) or 'openai:URL' (forward)"
+    )
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=32,
+        help="concurrent predict requests per deployment; more are answered 429 at once (default 32)",
+    )
+    parser.add_argument("--ttft-ms", type=float, default=50.0, help="builtin engine: time to first token")
+    parser.add_argument("--tokens-per-s", type=float, default=100.0, help="builtin engine: tokens per second")
+    parser.add_argument(
+        "--deploy-seconds",
+        type=float,
+        default=2.0,
+        help="how long CREATING and activation last (deactivate/update/delete take a third of it)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:RATE",
+        help=f"inject faults into predict requests; KIND is one of {', '.join(FAULT_KINDS)} (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws (default random)")
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="add a retry-after header to 429 and 503 answers",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="log level of the server's stderr log")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the backend until SIGINT/SIGTERM; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        faults = [parse_fault(text) for text in args.fault]
+        if sum(rate for _, rate in faults) > 1.0 + 1e-9:
+            raise ValueError("the --fault rates add up to more than 1")
+        if args.capacity < 1:
+            raise ValueError("--capacity must be at least 1")
+        if not 0 <= args.port <= 65535:
+            raise ValueError("--port must be between 0 and 65535")
+        from odsc_magics.local.engine import make_engine
+
+        make_engine(args.engine)  # validates the spec before anything starts
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    from odsc_magics.local.process import default_state_dir
+    from odsc_magics.local.runtime import Options
+
+    state_dir = (args.state_dir or default_state_dir()).expanduser().resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(state_dir)
+    if lock is None:
+        print(
+            f"odsc-magics local: another backend is already running with state dir {state_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    options = Options(
+        state_dir=state_dir,
+        port=args.port,
+        engine=args.engine,
+        capacity=args.capacity,
+        ttft_ms=args.ttft_ms,
+        tokens_per_s=args.tokens_per_s,
+        deploy_seconds=args.deploy_seconds,
+        faults=faults,
+        seed=args.seed,
+        retry_after=args.retry_after,
+    )
+    try:
+        asyncio.run(serve(options))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lock.close()
+    return 0
+
+
+def _lock(state_dir: Path):
+    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+async def serve(options) -> None:
+    """Start the server, announce it (stdout line + start.json), serve until told to stop."""
+    from aiohttp import web
+
+    from odsc_magics.local import control, identity, server
+    from odsc_magics.local.runtime import Runtime
+    from odsc_magics.local.signing import Verifier
+    from odsc_magics.local.state import Store
+
+    ident = identity.load_or_create(options.state_dir)
+    store = Store(options.state_dir)
+    verifier = Verifier(identity.load_public_key(options.state_dir), ident.key_id)
+    runtime = Runtime(options, ident, store, verifier)
+    control.seed(runtime)
+    app = server.create_app(runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, options.port, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1]
+    runtime.endpoint = f"http://{HOST}:{port}"
+    info = {
+        "endpoint": runtime.endpoint,
+        "config_file": ident.config_file,
+        "profile": ident.profile,
+        "compartment_id": ident.compartment_id,
+        "project_id": ident.project_id,
+        "pid": os.getpid(),
+        "region": ident.region,
+    }
+    start_file = options.state_dir / "start.json"
+    tmp = start_file.with_name(f".start.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, start_file)
+    print(json.dumps(info), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(start_file.read_text()).get("pid") == os.getpid():
+                start_file.unlink()

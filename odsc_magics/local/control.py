@@ -1,0 +1,647 @@
+"""The control plane (``/20190101``): models, projects, shapes, model deployments and work requests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from odsc_magics.local import catalog
+from odsc_magics.local.apierror import ApiError, invalid, missing, not_found
+from odsc_magics.local.http import filter_and_sort, json_response, paginate, read_json, required_query
+from odsc_magics.local.identity import new_ocid
+from odsc_magics.local.lifecycle import render_work_request, work_request_errors, work_request_logs
+from odsc_magics.local.runtime import RUNTIME, Runtime
+from odsc_magics.local.state import etag_of, rfc3339
+
+BASE = "/20190101"
+_ENV_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,29}[A-Za-z0-9]$")
+_MD_SUMMARY_DROP = {"lifecycleDetails"}
+_MODEL_SUMMARY_KEYS = (
+    "compartmentId",
+    "projectId",
+    "id",
+    "displayName",
+    "createdBy",
+    "timeCreated",
+    "lifecycleState",
+    "lifecycleDetails",
+    "modelVersionSetId",
+    "modelVersionSetName",
+    "versionId",
+    "versionLabel",
+    "category",
+    "isModelByReference",
+    "freeformTags",
+    "definedTags",
+)
+
+
+def _rt(request: web.Request) -> Runtime:
+    runtime = request.app[RUNTIME]
+    runtime.lifecycle.advance()
+    return runtime
+
+
+def _public(record: dict) -> dict:
+    return {key: value for key, value in record.items() if not key.startswith("_")}
+
+
+def render_deployment(runtime: Runtime, record: dict) -> dict:
+    body = _public(record)
+    body["modelDeploymentUrl"] = runtime.url_of(record["id"])
+    return body
+
+
+def _check_if_match(request: web.Request, etag: str) -> None:
+    wanted = request.headers.get("if-match")
+    if wanted and wanted != "*" and wanted.strip('"') != etag:
+        raise ApiError(
+            412, "PreconditionFailed", "The if-match etag does not match the resource's current etag"
+        )
+
+
+def _deployment(runtime: Runtime, request: web.Request) -> dict:
+    deployment_id = request.match_info["id"]
+    record = runtime.store.deployments.get(deployment_id)
+    if record is None:
+        raise not_found("model deployment", deployment_id)
+    return record
+
+
+def _retry_lookup(runtime: Runtime, request: web.Request, operation: str, body: Any) -> dict | None:
+    token = request.headers.get("opc-retry-token")
+    if not token:
+        return None
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    seen = runtime.store.retry_tokens.get(f"{operation}:{token}")
+    if seen is None:
+        return {"key": f"{operation}:{token}", "digest": digest}
+    if seen["digest"] != digest:
+        raise ApiError(
+            409, "InvalidatedRetryToken", "The opc-retry-token was already used with a different request body"
+        )
+    return {"replay": seen}
+
+
+# --- model deployments ------------------------------------------------------------------------------
+
+
+def _validate_config(runtime: Runtime, config: Any, *, partial: bool = False) -> None:
+    if not isinstance(config, dict):
+        raise invalid("modelDeploymentConfigurationDetails must be an object")
+    kind = config.get("deploymentType")
+    if not kind and not partial:
+        raise missing("modelDeploymentConfigurationDetails.deploymentType")
+    if kind and kind != "SINGLE_MODEL":
+        raise invalid(f"deploymentType {kind} is not supported here; use SINGLE_MODEL")
+    model_config = config.get("modelConfigurationDetails")
+    if model_config is None:
+        if partial:
+            return
+        raise missing("modelDeploymentConfigurationDetails.modelConfigurationDetails")
+    if not isinstance(model_config, dict):
+        raise invalid("modelConfigurationDetails must be an object")
+    model_id = model_config.get("modelId")
+    if not model_id and not partial:
+        raise missing("modelConfigurationDetails.modelId")
+    if model_id and model_id not in catalog.SERVICE_MODELS_BY_ID and model_id not in runtime.store.models:
+        raise ApiError(
+            400, "RelatedResourceNotAuthorizedOrNotFound", f"Model {model_id} not found or not authorized"
+        )
+    instance = model_config.get("instanceConfiguration")
+    if instance is None:
+        if not partial:
+            raise missing("modelConfigurationDetails.instanceConfiguration")
+    elif not isinstance(instance, dict):
+        raise invalid("instanceConfiguration must be an object")
+    else:
+        shape = instance.get("instanceShapeName")
+        if not shape:
+            if not partial:
+                raise missing("modelConfigurationDetails.instanceConfiguration.instanceShapeName")
+        elif shape not in catalog.SHAPE_NAMES:
+            raise invalid(f"Shape {shape} is not a supported model deployment shape")
+    env_config = config.get("environmentConfigurationDetails")
+    if env_config is not None:
+        if not isinstance(env_config, dict):
+            raise invalid("environmentConfigurationDetails must be an object")
+        env = env_config.get("environmentVariables") or {}
+        if not isinstance(env, dict):
+            raise invalid("environmentVariables must be an object of strings")
+        for key, value in env.items():
+            if not _ENV_KEY.match(key) or key.endswith("_"):
+                raise invalid(f"environment variable name {key!r} is not valid")
+            if not isinstance(value, str):
+                raise invalid(f"environment variable {key} must be a string")
+        if len(json.dumps(env)) > 2048:
+            raise invalid("environmentVariables are larger than 2048 bytes")
+
+
+def _fill_defaults(config: dict) -> dict:
+    model_config = config.setdefault("modelConfigurationDetails", {})
+    model_config.setdefault("scalingPolicy", {"policyType": "FIXED_SIZE", "instanceCount": 1})
+    model_config.setdefault("bandwidthMbps", 10)
+    return config
+
+
+async def create_deployment(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    details = await read_json(request)
+    if not isinstance(details, dict):
+        raise invalid("The request body must be a CreateModelDeploymentDetails object")
+    retry = _retry_lookup(runtime, request, "createModelDeployment", details)
+    if retry and "replay" in retry:
+        record = runtime.store.deployments[retry["replay"]["resourceId"]]
+        return _deployment_answer(runtime, record, retry["replay"]["workRequestId"], created=True)
+    for name in ("compartmentId", "projectId", "modelDeploymentConfigurationDetails"):
+        if not details.get(name):
+            raise missing(name)
+    if details["projectId"] not in runtime.store.projects:
+        raise ApiError(
+            400,
+            "RelatedResourceNotAuthorizedOrNotFound",
+            f"Project {details['projectId']} not found or not authorized",
+        )
+    _validate_config(runtime, details["modelDeploymentConfigurationDetails"])
+    now = time.time()
+    record = {
+        "id": new_ocid("datasciencemodeldeployment"),
+        "timeCreated": rfc3339(now),
+        "displayName": details.get("displayName")
+        or time.strftime("modeldeployment%Y%m%d%H%M%S", time.gmtime(now)),
+        "description": details.get("description"),
+        "projectId": details["projectId"],
+        "createdBy": runtime.identity.user,
+        "compartmentId": details["compartmentId"],
+        "modelDeploymentConfigurationDetails": _fill_defaults(details["modelDeploymentConfigurationDetails"]),
+        "categoryLogDetails": details.get("categoryLogDetails"),
+        "modelDeploymentSystemData": {"systemInfraType": "INSTANCE_POOL", "currentInstanceCount": 0},
+        "lifecycleState": "CREATING",
+        "lifecycleDetails": None,
+        "freeformTags": details.get("freeformTags") or {},
+        "definedTags": details.get("definedTags") or {},
+    }
+    runtime.store.deployments[record["id"]] = record
+    work_request = runtime.lifecycle.start(record, "CREATE", now=now)
+    if retry:
+        runtime.store.retry_tokens[retry["key"]] = {
+            "digest": retry["digest"],
+            "resourceId": record["id"],
+            "workRequestId": work_request["id"],
+            "time": now,
+        }
+    runtime.store.save()
+    return _deployment_answer(runtime, record, work_request["id"], created=True)
+
+
+def _deployment_answer(
+    runtime: Runtime, record: dict, wr_id: str | None, *, created: bool = False
+) -> web.Response:
+    body = render_deployment(runtime, record)
+    headers = {"etag": etag_of(body)}
+    if wr_id:
+        headers["opc-work-request-id"] = wr_id
+    if created:
+        headers["location"] = f"{runtime.endpoint}{BASE}/modelDeployments/{record['id']}"
+    return json_response(body, headers=headers)
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    record = _deployment(runtime, request)
+    return _deployment_answer(runtime, record, None)
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    compartment = required_query(request, "compartmentId")
+    items = [d for d in runtime.store.deployments.values() if d["compartmentId"] == compartment]
+    items = filter_and_sort(
+        request,
+        items,
+        filters={
+            "id": "id",
+            "projectId": "projectId",
+            "displayName": "displayName",
+            "lifecycleState": "lifecycleState",
+            "createdBy": "createdBy",
+        },
+        sort_keys={"timeCreated": "timeCreated", "displayName": "displayName"},
+        default_sort="timeCreated",
+    )
+    page, headers = paginate(request, items)
+    summaries = []
+    for record in page:
+        body = render_deployment(runtime, record)
+        for key in _MD_SUMMARY_DROP:
+            body.pop(key, None)
+        summaries.append(body)
+    return json_response(summaries, headers=headers)
+
+
+async def _operate(request: web.Request, operation: str, *, body: dict | None = None) -> web.Response:
+    runtime = _rt(request)
+    record = _deployment(runtime, request)
+    _check_if_match(request, etag_of(render_deployment(runtime, record)))
+    if body is not None:
+        _apply_update(runtime, record, body)
+    work_request = runtime.lifecycle.start(record, operation)
+    runtime.store.save()
+    return web.Response(status=202, headers={"opc-work-request-id": work_request["id"]})
+
+
+async def activate_deployment(request: web.Request) -> web.Response:
+    return await _operate(request, "ACTIVATE")
+
+
+async def deactivate_deployment(request: web.Request) -> web.Response:
+    return await _operate(request, "DEACTIVATE")
+
+
+async def delete_deployment(request: web.Request) -> web.Response:
+    return await _operate(request, "DELETE")
+
+
+async def update_deployment(request: web.Request) -> web.Response:
+    details = await read_json(request)
+    if not isinstance(details, dict):
+        raise invalid("The request body must be an UpdateModelDeploymentDetails object")
+    return await _operate(request, "UPDATE", body=details)
+
+
+def _apply_update(runtime: Runtime, record: dict, details: dict) -> None:
+    from odsc_magics.local.lifecycle import TRANSITIONS
+
+    if record["lifecycleState"] not in TRANSITIONS["UPDATE"][0]:
+        raise ApiError(
+            409,
+            "IncorrectState",
+            f"Model deployment {record['id']} is {record['lifecycleState']}; update is allowed only from "
+            "ACTIVE, INACTIVE, NEEDS_ATTENTION",
+        )
+    config = details.get("modelDeploymentConfigurationDetails")
+    if config is not None:
+        _validate_config(runtime, config, partial=True)
+        _merge(record.setdefault("modelDeploymentConfigurationDetails", {}), config)
+    for key in ("displayName", "description", "freeformTags", "definedTags", "categoryLogDetails"):
+        if details.get(key) is not None:
+            record[key] = details[key]
+
+
+def _merge(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if value is None:
+            continue
+        if (
+            isinstance(value, dict)
+            and isinstance(target.get(key), dict)
+            and key
+            not in {
+                "environmentVariables",
+                "scalingPolicy",
+                "freeformTags",
+                "definedTags",
+            }
+        ):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+# --- work requests -------------------------------------------------------------------------------------
+
+
+def _work_request(runtime: Runtime, request: web.Request) -> dict:
+    wr_id = request.match_info["id"]
+    record = runtime.store.work_requests.get(wr_id)
+    if record is None:
+        raise not_found("work request", wr_id)
+    return record
+
+
+async def get_work_request(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    return json_response(render_work_request(_work_request(runtime, request)))
+
+
+async def list_work_requests(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    compartment = required_query(request, "compartmentId")
+    now = time.time()
+    items = [render_work_request(w, now) for w in runtime.store.work_requests.values()]
+    items = [w for w in items if w["compartmentId"] == compartment]
+    resource_id = request.query.get("resourceId")
+    if resource_id:
+        items = [w for w in items if any(r["identifier"] == resource_id for r in w["resources"])]
+    items = filter_and_sort(
+        request,
+        items,
+        filters={"id": "id", "operationType": "operationType", "status": "status"},
+        sort_keys={"timeAccepted": "timeAccepted", "operationType": "operationType", "status": "status"},
+        default_sort="timeAccepted",
+    )
+    page, headers = paginate(request, items)
+    return json_response(page, headers=headers)
+
+
+async def list_work_request_logs(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    page, headers = paginate(request, work_request_logs(_work_request(runtime, request)))
+    return json_response(page, headers=headers)
+
+
+async def list_work_request_errors(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    page, headers = paginate(request, work_request_errors(_work_request(runtime, request)))
+    return json_response(page, headers=headers)
+
+
+# --- models, projects, shapes -------------------------------------------------------------------------
+
+
+def _model(runtime: Runtime, request: web.Request) -> dict:
+    model_id = request.match_info["id"]
+    model = catalog.SERVICE_MODELS_BY_ID.get(model_id) or runtime.store.models.get(model_id)
+    if model is None:
+        raise not_found("model", model_id)
+    return model
+
+
+async def list_models(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    compartment = required_query(request, "compartmentId")
+    category = request.query.get("category") or "USER"
+    if category not in {"USER", "SERVICE"}:
+        raise invalid("category must be USER or SERVICE")
+    if category == "SERVICE":
+        items = [catalog.public(m) for m in catalog.SERVICE_MODELS]
+    else:
+        items = [_public(m) for m in runtime.store.models.values() if m["compartmentId"] == compartment]
+    items = filter_and_sort(
+        request,
+        items,
+        filters={
+            "id": "id",
+            "projectId": "projectId",
+            "displayName": "displayName",
+            "lifecycleState": "lifecycleState",
+            "createdBy": "createdBy",
+        },
+        sort_keys={
+            "timeCreated": "timeCreated",
+            "displayName": "displayName",
+            "lifecycleState": "lifecycleState",
+        },
+        default_sort="timeCreated",
+    )
+    page, headers = paginate(request, items)
+    return json_response([{k: m.get(k) for k in _MODEL_SUMMARY_KEYS} for m in page], headers=headers)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    body = _public(_model(runtime, request))
+    return json_response(body, headers={"etag": etag_of(body)})
+
+
+async def get_model_provenance(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    model = _model(runtime, request)
+    provenance = model.get("_provenance")
+    if provenance is None:
+        raise not_found("model provenance", model["id"])
+    return json_response(provenance)
+
+
+async def get_defined_metadata_artifact(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    model = _model(runtime, request)
+    key = request.match_info["key"]
+    if key != "DeploymentConfiguration" or "_deploymentConfig" not in model:
+        raise not_found("metadata artifact", f"{model['id']}/{key}")
+    return web.Response(
+        body=json.dumps(model["_deploymentConfig"], indent=1).encode(),
+        content_type="application/octet-stream",
+    )
+
+
+async def create_model(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    details = await read_json(request)
+    if not isinstance(details, dict):
+        raise invalid("The request body must be a CreateModelDetails object")
+    retry = _retry_lookup(runtime, request, "createModel", details)
+    if retry and "replay" in retry:
+        body = _public(runtime.store.models[retry["replay"]["resourceId"]])
+        return json_response(body, headers={"etag": etag_of(body)})
+    for name in ("compartmentId", "projectId"):
+        if not details.get(name):
+            raise missing(name)
+    if details["projectId"] not in runtime.store.projects:
+        raise ApiError(
+            400,
+            "RelatedResourceNotAuthorizedOrNotFound",
+            f"Project {details['projectId']} not found or not authorized",
+        )
+    now = time.time()
+    model = {
+        "id": new_ocid("datasciencemodel"),
+        "compartmentId": details["compartmentId"],
+        "projectId": details["projectId"],
+        "displayName": details.get("displayName") or time.strftime("model%Y%m%d%H%M%S", time.gmtime(now)),
+        "description": details.get("description"),
+        "lifecycleState": "ACTIVE",
+        "lifecycleDetails": None,
+        "timeCreated": rfc3339(now),
+        "createdBy": runtime.identity.user,
+        "freeformTags": details.get("freeformTags") or {},
+        "definedTags": details.get("definedTags") or {},
+        "customMetadataList": details.get("customMetadataList") or [],
+        "definedMetadataList": details.get("definedMetadataList") or [],
+        "inputSchema": details.get("inputSchema"),
+        "outputSchema": details.get("outputSchema"),
+        "versionLabel": details.get("versionLabel"),
+        "category": "USER",
+        "isModelByReference": False,
+    }
+    runtime.store.models[model["id"]] = model
+    if retry:
+        runtime.store.retry_tokens[retry["key"]] = {
+            "digest": retry["digest"],
+            "resourceId": model["id"],
+            "time": now,
+        }
+    runtime.store.save()
+    body = _public(model)
+    return json_response(
+        body, headers={"etag": etag_of(body), "location": f"{runtime.endpoint}{BASE}/models/{model['id']}"}
+    )
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    compartment = required_query(request, "compartmentId")
+    items = [p for p in runtime.store.projects.values() if p["compartmentId"] == compartment]
+    items = filter_and_sort(
+        request,
+        items,
+        filters={
+            "id": "id",
+            "displayName": "displayName",
+            "lifecycleState": "lifecycleState",
+            "createdBy": "createdBy",
+        },
+        sort_keys={"timeCreated": "timeCreated", "displayName": "displayName"},
+        default_sort="timeCreated",
+    )
+    page, headers = paginate(request, items)
+    return json_response(page, headers=headers)
+
+
+async def get_project(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    project = runtime.store.projects.get(request.match_info["id"])
+    if project is None:
+        raise not_found("project", request.match_info["id"])
+    return json_response(project, headers={"etag": etag_of(project)})
+
+
+async def create_project(request: web.Request) -> web.Response:
+    runtime = _rt(request)
+    details = await read_json(request)
+    if not isinstance(details, dict) or not details.get("compartmentId"):
+        raise missing("compartmentId")
+    project = new_project(
+        runtime.identity.user,
+        details["compartmentId"],
+        details.get("displayName"),
+        details.get("description"),
+        details.get("freeformTags"),
+    )
+    runtime.store.projects[project["id"]] = project
+    runtime.store.save()
+    return json_response(project, headers={"etag": etag_of(project)})
+
+
+def new_project(
+    user: str,
+    compartment_id: str,
+    name: str | None,
+    description: str | None = None,
+    tags: dict | None = None,
+    *,
+    project_id: str | None = None,
+) -> dict:
+    now = time.time()
+    return {
+        "id": project_id or new_ocid("datascienceproject"),
+        "timeCreated": rfc3339(now),
+        "displayName": name or time.strftime("project%Y%m%d%H%M%S", time.gmtime(now)),
+        "description": description,
+        "compartmentId": compartment_id,
+        "createdBy": user,
+        "lifecycleState": "ACTIVE",
+        "freeformTags": tags or {},
+        "definedTags": {},
+        "systemTags": {},
+    }
+
+
+def seed(runtime: Runtime) -> None:
+    """On first start: the local project and two user models (a fine-tuned and a registered one)."""
+    store, identity = runtime.store, runtime.identity
+    if identity.project_id in store.projects:
+        return
+    store.projects[identity.project_id] = new_project(
+        identity.user,
+        identity.compartment_id,
+        "odsc-magics local",
+        "The local backend's project",
+        project_id=identity.project_id,
+    )
+    base = catalog.SERVICE_MODELS[0]
+    now = time.time()
+    for name, tags in (
+        (
+            f"{base['displayName']}-ft-support",
+            {"aqua_fine_tuned_model": f"{base['id']}#{base['displayName']}"},
+        ),
+        ("my-Meta-Llama-3.1-8B-Instruct", {"aqua_custom_base_model": "true", "model_format": "SAFETENSORS"}),
+    ):
+        model_id = new_ocid("datasciencemodel")
+        store.models[model_id] = {
+            "id": model_id,
+            "compartmentId": identity.compartment_id,
+            "projectId": identity.project_id,
+            "displayName": name,
+            "description": "A user model of the local project",
+            "lifecycleState": "ACTIVE",
+            "lifecycleDetails": None,
+            "timeCreated": rfc3339(now),
+            "createdBy": identity.user,
+            "freeformTags": {"OCI_AQUA": "active", "task": "text_generation", **tags},
+            "definedTags": {},
+            "customMetadataList": [
+                {
+                    "key": "deployment-container",
+                    "value": catalog.VLLM_CONTAINER,
+                    "description": None,
+                    "category": "Other",
+                },
+            ],
+            "definedMetadataList": [],
+            "category": "USER",
+            "isModelByReference": False,
+        }
+    store.save()
+
+
+async def list_shapes(request: web.Request) -> web.Response:
+    required_query(request, "compartmentId")
+    page, headers = paginate(request, catalog.shape_summaries())
+    return json_response(page, headers=headers)
+
+
+async def reserved_logging(request: web.Request) -> web.Response:
+    raise ApiError(
+        404, "NotAuthorizedOrNotFound", "Logging Search is not available on this local backend yet"
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the control plane's routes (and reserve ``/20190909`` for Logging Search)."""
+    md = f"{BASE}/modelDeployments"
+    app.router.add_routes(
+        [
+            web.post(md, create_deployment),
+            web.get(md, list_deployments, allow_head=False),
+            web.get(md + "/{id}", get_deployment, allow_head=False),
+            web.put(md + "/{id}", update_deployment),
+            web.delete(md + "/{id}", delete_deployment),
+            web.post(md + "/{id}/actions/activate", activate_deployment),
+            web.post(md + "/{id}/actions/deactivate", deactivate_deployment),
+            web.get(f"{BASE}/modelDeploymentShapes", list_shapes, allow_head=False),
+            web.get(f"{BASE}/workRequests", list_work_requests, allow_head=False),
+            web.get(f"{BASE}/workRequests/{{id}}", get_work_request, allow_head=False),
+            web.get(f"{BASE}/workRequests/{{id}}/logs", list_work_request_logs, allow_head=False),
+            web.get(f"{BASE}/workRequests/{{id}}/errors", list_work_request_errors, allow_head=False),
+            web.get(f"{BASE}/models", list_models, allow_head=False),
+            web.post(f"{BASE}/models", create_model),
+            web.get(f"{BASE}/models/{{id}}", get_model, allow_head=False),
+            web.get(f"{BASE}/models/{{id}}/provenance", get_model_provenance, allow_head=False),
+            web.get(
+                f"{BASE}/models/{{id}}/definedMetadata/{{key}}/artifact/content",
+                get_defined_metadata_artifact,
+                allow_head=False,
+            ),
+            web.get(f"{BASE}/projects", list_projects, allow_head=False),
+            web.post(f"{BASE}/projects", create_project),
+            web.get(f"{BASE}/projects/{{id}}", get_project, allow_head=False),
+            web.route("*", "/20190909/{tail:.*}", reserved_logging),
+        ]
+    )

@@ -1,0 +1,255 @@
+"""The data plane: ``/{deploymentOcid}/predict`` and ``/predictWithResponseStream`` (with route suffixes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from odsc_magics.local.apierror import ApiError, not_found
+from odsc_magics.local.http import dumps
+from odsc_magics.local.lifecycle import deployment_env
+from odsc_magics.local.runtime import RUNTIME, Runtime
+from odsc_magics.local.state import rfc3339
+
+log = logging.getLogger(__name__)
+STREAM = "predictWithResponseStream"
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_FAULT_ERRORS = {
+    "429": (429, "TooManyRequests", "Too many requests: the load balancer's bandwidth limit is exceeded"),
+    "500": (500, "InternalServerError", "Internal server error"),
+    "503": (503, "ServiceUnavailable", "Model server unavailable"),
+}
+
+
+class Dropped(Exception):
+    """The connection was closed on purpose (a ``reset`` or ``cut`` fault); no response follows."""
+
+
+def _container_config(deployment: dict) -> dict:
+    config = deployment.get("modelDeploymentConfigurationDetails") or {}
+    return config.get("environmentConfigurationDetails") or {}
+
+
+def _route(deployment: dict, env: dict, request: web.Request, suffix: str, body: Any) -> str:
+    if suffix:
+        spec = _container_config(deployment).get("predictApiSpecification") or ""
+        if spec.lower() != "openai":
+            raise ApiError(
+                404,
+                "NotAuthorizedOrNotFound",
+                f"No inference endpoint /{suffix} on model deployment {deployment['id']}: path suffixes need "
+                "predictApiSpecification 'openai' in its container configuration",
+            )
+        return "/" + suffix
+    header = request.headers.get("route")
+    if header:
+        return header if header.startswith("/") else "/" + header
+    configured = env.get("MODEL_DEPLOY_PREDICT_ENDPOINT")
+    if configured:
+        return configured
+    return "/v1/chat/completions" if isinstance(body, dict) and "messages" in body else "/v1/completions"
+
+
+async def predict(request: web.Request) -> web.StreamResponse:
+    """Serve one predict request; every outcome is counted in the deployment's stats and access log."""
+    runtime = request.app[RUNTIME]
+    deployment_id = request.match_info["deployment"]
+    runtime.lifecycle.advance()
+    deployment = runtime.store.deployments.get(deployment_id)
+    if deployment is None:
+        raise not_found("model deployment", deployment_id)
+    stats = runtime.stats.of(deployment_id)
+    stats.predict_requests += 1
+    started = time.perf_counter()
+    outcome: dict[str, Any] = {"status": None}
+    try:
+        response = await _serve(request, runtime, deployment, stats, outcome)
+    except ApiError as exc:
+        outcome["status"] = exc.status
+        raise
+    except Dropped:
+        raise
+    except Exception:
+        log.exception("predict on %s failed", deployment_id)
+        outcome["status"] = 500
+        raise ApiError(500, "InternalServerError", "Internal server error") from None
+    finally:
+        status = outcome["status"]
+        if status is not None:
+            stats.by_status[status] += 1
+        runtime.store.record_access(
+            deployment_id,
+            {
+                "time": rfc3339(time.time()),
+                "method": request.method,
+                "path": request.path[len(deployment_id) + 1 :],
+                "status": status or 0,
+                "latency": round((time.perf_counter() - started) * 1000, 3),
+                "opcRequestId": request.get("opc_request_id"),
+            },
+        )
+    return response
+
+
+async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats, outcome: dict):
+    action = request.match_info["action"]
+    suffix = request.match_info.get("suffix", "")
+    stream_endpoint = action == STREAM
+    if not suffix and request.method != "POST":
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on /{action}; use POST")
+    if suffix and request.method not in {"GET", "POST", "PUT", "DELETE"}:
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on /{action}/{suffix}")
+    state = deployment["lifecycleState"]
+    if state != "ACTIVE":
+        raise ApiError(
+            409,
+            "IncorrectState",
+            f"Model deployment {deployment['id']} is {state}; "
+            "only an ACTIVE model deployment serves predictions",
+        )
+    raw = await request.read()
+    body: Any = None
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, "InvalidParameter", f"The request body is not valid JSON: {exc}") from None
+    elif not suffix:
+        raise ApiError(400, "InvalidParameter", "The request body is not valid JSON: it is empty")
+    wants_stream = isinstance(body, dict) and body.get("stream") is True
+    if stream_endpoint and not wants_stream:
+        raise ApiError(
+            409,
+            "ExternalServerIncorrectState",
+            "The model server did not answer with a stream: "
+            'send "stream": true to /predictWithResponseStream',
+        )
+    env = deployment_env(deployment)
+    route = _route(deployment, env, request, suffix, body)
+
+    capacity = runtime.options.capacity
+    inflight = runtime.inflight.get(deployment["id"], 0)
+    if inflight >= capacity:
+        raise _with_retry_after(
+            runtime,
+            ApiError(
+                429,
+                "TooManyRequests",
+                f"Too many requests: the model deployment's capacity ({capacity} concurrent) is exceeded",
+            ),
+        )
+    runtime.inflight[deployment["id"]] = inflight + 1
+    try:
+        fault = runtime.faults.draw()
+        if fault is not None:
+            stats.faults[fault] += 1
+            if fault in _FAULT_ERRORS:
+                raise _with_retry_after(runtime, ApiError(*_FAULT_ERRORS[fault]))
+            if fault == "reset":
+                _abort(request)
+        engine = runtime.engine_for(env)
+        context = {"deployment_id": deployment["id"], "env": env}
+        reply = await engine.handle(request.method, route, body, context=context)
+        live = wants_stream and (
+            stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true"
+        )
+        if reply.stream is None:
+            if stream_endpoint and reply.status < 400:
+                raise ApiError(
+                    409, "ExternalServerIncorrectState", "The model server did not answer with a stream"
+                )
+            payload = b"" if reply.body is None else dumps(reply.body)
+            return await _send_body(request, reply, payload, "application/json", fault, stats, outcome)
+        if live:
+            return await _send_stream(request, reply, fault, stats, outcome)
+        frames = [frame async for frame in reply.stream]
+        return await _send_body(request, reply, b"".join(frames), "text/event-stream", fault, stats, outcome)
+    finally:
+        runtime.inflight[deployment["id"]] -= 1
+
+
+def _with_retry_after(runtime: Runtime, error: ApiError) -> ApiError:
+    if runtime.options.retry_after is not None:
+        error.headers["retry-after"] = f"{runtime.options.retry_after:g}"
+    return error
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise Dropped()
+
+
+def _extra_headers(reply) -> dict[str, str]:
+    skip = {"content-type", "content-length", "transfer-encoding", "connection"}
+    return {key: value for key, value in (reply.headers or {}).items() if key.lower() not in skip}
+
+
+async def _send_body(request, reply, payload: bytes, content_type: str, fault, stats, outcome):
+    if fault == "cut":
+        response = web.StreamResponse(status=reply.status, headers={**_extra_headers(reply)})
+        response.headers["Content-Type"] = content_type
+        response.content_length = len(payload)
+        outcome["status"] = reply.status
+        await response.prepare(request)
+        await response.write(payload[: len(payload) // 2])
+        _abort(request)
+    outcome["status"] = reply.status
+    if 200 <= reply.status < 300:
+        stats.success(request["body_sha256"])
+    response = web.Response(body=payload, status=reply.status, headers=_extra_headers(reply))
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def _send_stream(request, reply, fault, stats, outcome):
+    response = web.StreamResponse(status=reply.status, headers={**_extra_headers(reply), **SSE_HEADERS})
+    response.enable_chunked_encoding()
+    outcome["status"] = reply.status
+    await response.prepare(request)
+    if fault == "cut":
+        budget = max(1, _expected_frames(request) // 2)
+        async for frame in reply.stream:
+            if frame == DONE or budget <= 0:
+                break
+            await response.write(frame)
+            budget -= 1
+        await _close_iterator(reply.stream)
+        _abort(request)
+    try:
+        async for frame in reply.stream:
+            await response.write(frame)
+    except (ConnectionError, RuntimeError):
+        await _close_iterator(reply.stream)
+        raise Dropped() from None
+    await response.write_eof()
+    if 200 <= reply.status < 300:
+        stats.success(request["body_sha256"])
+    return response
+
+
+def _expected_frames(request: web.Request) -> int:
+    try:
+        body = json.loads(request["body"]) if request.get("body") else {}
+        return int(body.get("max_tokens") or 16)
+    except (ValueError, TypeError, AttributeError):
+        return 16
+
+
+async def _close_iterator(stream) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def add_routes(app: web.Application) -> None:
+    """``/{deployment}/predict``, ``/{deployment}/predictWithResponseStream`` and their suffix forms."""
+    base = "/{deployment}/{action:predict|predictWithResponseStream}"
+    app.router.add_route("*", base, predict)
+    app.router.add_route("*", base + "/{suffix:.*}", predict)

@@ -1,0 +1,92 @@
+"""Fault injection (``--fault KIND:RATE``) and the per-deployment counters behind ``/_emulator/stats``."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+FAULT_KINDS = ("429", "500", "503", "reset", "cut")
+
+
+def parse_fault(text: str) -> tuple[str, float]:
+    """``"503:0.1"`` → ``("503", 0.1)``; ValueError with a clear message otherwise."""
+    kind, sep, rate_text = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in FAULT_KINDS:
+        raise ValueError(f"--fault {text!r}: expected KIND:RATE with KIND one of {', '.join(FAULT_KINDS)}")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        raise ValueError(f"--fault {text!r}: RATE must be a number between 0 and 1") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"--fault {text!r}: RATE must be between 0 and 1")
+    return kind, rate
+
+
+class FaultPlan:
+    """One uniform draw per predict request against the cumulative rates, in the order given."""
+
+    def __init__(self, faults: list[tuple[str, float]], *, seed: int | None = None) -> None:
+        total = sum(rate for _, rate in faults)
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"the --fault rates add up to {total:g}; at most 1 is possible")
+        self.faults = list(faults)
+        self._rng = random.Random(seed)
+
+    def draw(self) -> str | None:
+        """The fault this request suffers, or None."""
+        if not self.faults:
+            return None
+        u = self._rng.random()
+        cumulative = 0.0
+        for kind, rate in self.faults:
+            cumulative += rate
+            if u < cumulative:
+                return kind
+        return None
+
+
+@dataclass
+class DeploymentStats:
+    """What the data plane did for one deployment since the process started."""
+
+    predict_requests: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    succeeded: int = 0
+    duplicate_successes: int = 0
+    _seen: set = field(default_factory=set)
+
+    def success(self, body_digest: bytes) -> None:
+        """Count one complete 2xx answer; remembers the body to spot duplicates."""
+        self.succeeded += 1
+        if body_digest in self._seen:
+            self.duplicate_successes += 1
+        else:
+            self._seen.add(body_digest)
+
+    def as_dict(self) -> dict:
+        return {
+            "predict_requests": self.predict_requests,
+            "by_status": {str(status): count for status, count in sorted(self.by_status.items())},
+            "faults": dict(self.faults),
+            "succeeded": self.succeeded,
+            "duplicate_successes": self.duplicate_successes,
+        }
+
+
+class Stats:
+    """Counters of every deployment that received predict requests."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[str, DeploymentStats] = {}
+
+    def of(self, deployment_id: str) -> DeploymentStats:
+        stats = self.deployments.get(deployment_id)
+        if stats is None:
+            stats = self.deployments[deployment_id] = DeploymentStats()
+        return stats
+
+    def as_dict(self) -> dict:
+        return {"deployments": {key: value.as_dict() for key, value in self.deployments.items()}}

@@ -1,0 +1,94 @@
+"""The running local backend's shared objects (options, identity, state, engines, counters)."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from odsc_magics.local.faults import FaultPlan, Stats
+from odsc_magics.local.identity import Identity
+from odsc_magics.local.lifecycle import Lifecycle
+from odsc_magics.local.signing import Verifier
+from odsc_magics.local.state import Store
+
+
+@dataclass
+class Options:
+    """The command line of ``odsc-magics local``."""
+
+    state_dir: Path
+    port: int = 0
+    engine: str = "builtin"
+    capacity: int = 32
+    ttft_ms: float = 50.0
+    tokens_per_s: float = 100.0
+    deploy_seconds: float = 2.0
+    faults: list[tuple[str, float]] = field(default_factory=list)
+    seed: int | None = None
+    retry_after: float | None = None
+
+
+class Runtime:
+    """Everything a request handler needs; one per process."""
+
+    def __init__(self, options: Options, identity: Identity, store: Store, verifier: Verifier) -> None:
+        self.options = options
+        self.identity = identity
+        self.store = store
+        self.verifier = verifier
+        self.lifecycle = Lifecycle(store, deploy_seconds=options.deploy_seconds)
+        self.faults = FaultPlan(options.faults, seed=options.seed)
+        self.stats = Stats()
+        self.inflight: dict[str, int] = {}
+        self.endpoint = ""
+        self._engines: dict[tuple[str, int], object] = {}
+        self._param_keys: dict[str | None, tuple[str, int]] = {}
+
+    def engine_for(self, env: dict[str, str]):
+        """The engine serving a deployment, by the served model name and max model length in its PARAMS."""
+        params = env.get("PARAMS")
+        key = self._param_keys.get(params)
+        if key is None:
+            key = self._param_keys[params] = _engine_key(params)
+        engine = self._engines.get(key)
+        if engine is None:
+            from odsc_magics.local.engine import make_engine
+
+            engine = self._engines[key] = make_engine(
+                self.options.engine,
+                ttft_ms=self.options.ttft_ms,
+                tokens_per_s=self.options.tokens_per_s,
+                served_model_name=key[0],
+                max_model_len=key[1],
+            )
+        return engine
+
+    async def aclose(self) -> None:
+        for engine in self._engines.values():
+            await engine.aclose()
+        self._engines.clear()
+
+    def url_of(self, deployment_id: str) -> str:
+        return f"{self.endpoint}/{deployment_id}"
+
+
+def _engine_key(params: str | None) -> tuple[str, int]:
+    name, max_len = "odsc-llm", 4096
+    if params:
+        try:
+            words = shlex.split(params)
+        except ValueError:
+            words = params.split()
+        for flag, value in itertools.pairwise(words):
+            if flag == "--served-model-name":
+                name = value
+            elif flag == "--max-model-len" and value.isdigit():
+                max_len = int(value)
+    return name, max_len
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,0 +1,232 @@
+"""Test helpers: start a local backend in a temporary state dir and create deployments on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunningBackend", "start_backend"]
+
+VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
+DEFAULT_MODEL = "Mistral-7B-Instruct-v0.3"
+
+
+class RunningBackend:
+    """A local backend subprocess and what a client needs to reach it."""
+
+    def __init__(self, info: dict, state_dir: Path, process: subprocess.Popen | None = None) -> None:
+        self.info = info
+        self.endpoint: str = info["endpoint"]
+        self.config_file: str = info["config_file"]
+        self.profile: str = info["profile"]
+        self.compartment_id: str = info["compartment_id"]
+        self.project_id: str = info["project_id"]
+        self.region: str = info.get("region", "us-ashburn-1")
+        self.pid: int = info.get("pid", process.pid if process else 0)
+        self.state_dir = Path(state_dir)
+        self.process = process
+        self.deployment: dict | None = None
+        self.chat_deployment: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"RunningBackend(endpoint={self.endpoint!r}, state_dir={str(self.state_dir)!r})"
+
+    def stats(self) -> dict:
+        """``GET /_emulator/stats``."""
+        with urllib.request.urlopen(f"{self.endpoint}/_emulator/stats", timeout=10) as response:
+            return json.loads(response.read())
+
+    def deployment_stats(self, deployment_id: str) -> dict:
+        """The stats of one deployment (zeros if it has had no predict request)."""
+        empty = {
+            "predict_requests": 0,
+            "by_status": {},
+            "faults": {},
+            "succeeded": 0,
+            "duplicate_successes": 0,
+        }
+        return self.stats()["deployments"].get(deployment_id, empty)
+
+    def oci_config(self) -> dict:
+        """``oci.config.from_file(config_file, profile)``."""
+        import oci
+
+        return oci.config.from_file(self.config_file, self.profile)
+
+    def signer(self):
+        """An ``oci.signer.Signer`` for this backend's profile (usable as requests auth)."""
+        import oci
+
+        return oci.signer.Signer.from_config(self.oci_config())
+
+    def session(self):
+        """A ``requests.Session`` that signs every request for this backend."""
+        import requests
+
+        session = requests.Session()
+        session.auth = self.signer()
+        return session
+
+    def data_science_client(self):
+        """An oci ``DataScienceClient`` on this backend, without SDK retries or circuit breaker."""
+        import oci
+
+        return oci.data_science.DataScienceClient(
+            self.oci_config(),
+            service_endpoint=self.endpoint,
+            retry_strategy=oci.retry.NoneRetryStrategy(),
+            circuit_breaker_strategy=oci.circuit_breaker.NoCircuitBreakerStrategy(),
+        )
+
+    def model_deployment_client(self):
+        """An oci ``ModelDeploymentClient`` (data plane) on this backend, without SDK retries."""
+        import oci
+
+        return oci.model_deployment.ModelDeploymentClient(
+            self.oci_config(),
+            service_endpoint=self.endpoint,
+            retry_strategy=oci.retry.NoneRetryStrategy(),
+            circuit_breaker_strategy=oci.circuit_breaker.NoCircuitBreakerStrategy(),
+        )
+
+    def service_model_id(self, name: str = DEFAULT_MODEL) -> str:
+        """The OCID of a catalog (service) model by display name."""
+        client = self.data_science_client()
+        models = client.list_models(
+            compartment_id=self.compartment_id, category="SERVICE", display_name=name
+        ).data
+        if not models:
+            raise LookupError(f"no service model named {name!r}")
+        return models[0].id
+
+    def create_deployment(
+        self,
+        name: str = "test-llm",
+        *,
+        chat: bool = False,
+        model_name: str | None = None,
+        shape: str = "VM.GPU.A10.1",
+        wait: bool = True,
+    ) -> dict:
+        """Create an AQUA-style vLLM deployment through the oci SDK; returns {"id", "url", "name"}."""
+        import oci
+
+        models = oci.data_science.models
+        model_id = self.service_model_id(model_name or DEFAULT_MODEL)
+        route = "/v1/chat/completions" if chat else "/v1/completions"
+        env = {
+            "BASE_MODEL": f"service_models/{model_name or DEFAULT_MODEL}/artifact",
+            "PARAMS": "--served-model-name odsc-llm --seed 42 --max-model-len 4096",
+            "MODEL_DEPLOY_PREDICT_ENDPOINT": route,
+            "PORT": "8080",
+            "HEALTH_CHECK_PORT": "8080",
+        }
+        details = models.CreateModelDeploymentDetails(
+            display_name=name,
+            project_id=self.project_id,
+            compartment_id=self.compartment_id,
+            freeform_tags={"OCI_AQUA": "active", "aqua_model_name": model_name or DEFAULT_MODEL},
+            model_deployment_configuration_details=models.SingleModelDeploymentConfigurationDetails(
+                deployment_type="SINGLE_MODEL",
+                model_configuration_details=models.ModelConfigurationDetails(
+                    model_id=model_id,
+                    instance_configuration=models.InstanceConfiguration(instance_shape_name=shape),
+                    scaling_policy=models.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=1),
+                    bandwidth_mbps=10,
+                ),
+                environment_configuration_details=models.OcirModelDeploymentEnvironmentConfigurationDetails(
+                    environment_configuration_type="OCIR_CONTAINER",
+                    image=VLLM_IMAGE,
+                    server_port=8080,
+                    health_check_port=8080,
+                    environment_variables=env,
+                    predict_api_specification="openai",
+                ),
+            ),
+        )
+        client = self.data_science_client()
+        response = client.create_model_deployment(details)
+        deployment = {"id": response.data.id, "url": response.data.model_deployment_url, "name": name}
+        if wait:
+            self.wait_work_request(response.headers["opc-work-request-id"])
+        return deployment
+
+    def wait_work_request(self, work_request_id: str, timeout: float = 60.0) -> Any:
+        """Poll a work request until it is SUCCEEDED (returned) or FAILED/CANCELED (RuntimeError)."""
+        client = self.data_science_client()
+        deadline = time.monotonic() + timeout
+        while True:
+            work_request = client.get_work_request(work_request_id).data
+            if work_request.status == "SUCCEEDED":
+                return work_request
+            if work_request.status in {"FAILED", "CANCELED"}:
+                raise RuntimeError(f"work request {work_request_id} ended {work_request.status}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"work request {work_request_id} still {work_request.status}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the backend process (SIGTERM, SIGKILL after 10 s)."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=10)
+            if self.process.stdout:
+                self.process.stdout.close()
+        else:
+            from odsc_magics.local.process import stop
+
+            stop(self.state_dir)
+
+
+def start_backend(state_dir: str | Path, *flags: str, timeout: float = 30.0) -> RunningBackend:
+    """Run ``python -m odsc_magics local --state-dir DIR --port 0 *flags`` and wait for its start line."""
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "odsc_magics",
+        "local",
+        "--state-dir",
+        str(directory),
+        "--port",
+        "0",
+        *flags,
+    ]
+    log = open(directory / "server.log", "ab")  # noqa: SIM115 - handed to the child
+    from odsc_magics.local.process import child_env
+
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=child_env()
+    )
+    log.close()
+    lines: list[bytes] = []
+    ready = threading.Event()
+
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not ready.is_set():
+                lines.append(line)
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    if not ready.wait(timeout) or not lines:
+        process.kill()
+        process.wait()
+        log_text = (directory / "server.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the local backend did not start (exit code {process.returncode}):\n{log_text}")
+    info = json.loads(lines[0])
+    return RunningBackend(info, directory, process)
