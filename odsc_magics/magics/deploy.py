@@ -58,7 +58,13 @@ class DeployMagics(LLMMagicsBase):
         from odsc_magics.deploy import deploy
 
         deployment = deploy(
-            args.model, args.shape, name=args.name, chat=args.chat, wait=not args.no_wait, progress=True
+            args.model,
+            args.shape,
+            name=args.name,
+            chat=args.chat,
+            wait=not args.no_wait,
+            progress=True,
+            settings=self,
         )
         if output_var:
             self.shell.user_ns[output_var] = deployment
