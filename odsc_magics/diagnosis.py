@@ -9,7 +9,7 @@ from typing import Any
 
 from odsc_magics.sizing import ModelSpec, ShapeInfo, fit, format_gb, rank_shapes, shape_info
 
-__all__ = ["POLICY_STATEMENTS", "Diagnosis", "diagnose", "round_max_model_len"]
+__all__ = ["POLICY_STATEMENTS", "Diagnosis", "diagnose", "log_messages", "round_max_model_len"]
 
 _LAST_LINES = 10
 
@@ -66,6 +66,28 @@ def round_max_model_len(tokens: int) -> int:
     if tokens >= 1024:
         return tokens - tokens % 1024
     return 1 << (max(tokens, 1).bit_length() - 1)
+
+
+def log_messages(results: Iterable[Any]) -> list[str]:
+    """The messages of Logging Search results (``SearchResult`` objects or dicts), oldest first.
+
+    A record is ``{"data": {"datetime": <epoch ms>, "logContent": {"data": {"message": ...}}}}``; results are
+    usually searched newest first, so they are put back in time order here.
+    """
+    rows: list[tuple[float, int, str]] = []
+    for index, result in enumerate(results):
+        data = result.get("data") if isinstance(result, Mapping) else getattr(result, "data", None)
+        if not isinstance(data, Mapping):
+            continue
+        content = data.get("logContent") or {}
+        body = content.get("data") if isinstance(content, Mapping) else None
+        message = body.get("message") if isinstance(body, Mapping) else None
+        if message is None:
+            continue
+        stamp = data.get("datetime")
+        rows.append((float(stamp) if isinstance(stamp, (int, float)) else 0.0, -index, str(message)))
+    rows.sort()
+    return [message for _, _, message in rows]
 
 
 # ------------------------------------------------------------------------------------------ signatures

@@ -26,6 +26,7 @@ __all__ = [
     "FitVerdict",
     "ModelSpec",
     "ShapeInfo",
+    "deployment_config",
     "fit",
     "format_gb",
     "model_spec_from",
@@ -369,6 +370,24 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+def deployment_config(config: Mapping[str, Any] | None) -> tuple[list[str], dict[str, int]]:
+    """A model's AQUA deployment configuration read as (shapes it lists, ``--max-model-len`` per shape).
+
+    The configuration looks like ``{"shape": [...], "configuration": {"<shape>": {"parameters":
+    {"VLLM_PARAMS": "--max-model-len 4096"}}}}``; missing parts give empty results.
+    """
+    if not config:
+        return [], {}
+    shapes = [str(s) for s in config.get("shape") or []]
+    lengths: dict[str, int] = {}
+    for shape, entry in (config.get("configuration") or {}).items():
+        params = ((entry or {}).get("parameters") or {}).get("VLLM_PARAMS") or ""
+        match = re.search(r"--max-model-len[= ](\d+)", str(params))
+        if match:
+            lengths[str(shape)] = int(match.group(1))
+    return shapes, lengths
 
 
 # -------------------------------------------------------------------------------------------- fit check

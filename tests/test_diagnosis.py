@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from odsc_magics.diagnosis import POLICY_STATEMENTS, Diagnosis, diagnose, round_max_model_len
+from odsc_magics.diagnosis import POLICY_STATEMENTS, Diagnosis, diagnose, log_messages, round_max_model_len
 from odsc_magics.sizing import model_spec_from
 
 LLAMA_8B = model_spec_from("Meta-Llama-3.1-8B-Instruct")
@@ -168,3 +168,18 @@ def test_rendering():
     assert str(d) == "Summary.\nNext step: Do this.\n  allow a"
     assert d.to_text().endswith("Evidence:\n  e1")
     assert "**Summary.**" in d._repr_markdown_()
+
+
+def test_log_messages_from_logging_search_results():
+    def record(ms, message):
+        return {"data": {"datetime": ms, "logContent": {"data": {"message": message}, "source": "ocid1.md"}}}
+
+    class SearchResult:
+        def __init__(self, data):
+            self.data = data
+
+    results = [record(3000, "third"), SearchResult(record(2000, "second")["data"]), record(1000, "first")]
+    results.append(
+        {"data": {"datetime": 500, "logContent": {"data": {}}}}
+    )  # an access record without message
+    assert log_messages(results) == ["first", "second", "third"]

@@ -8,6 +8,7 @@ from odsc_magics.sizing import (
     SHAPES,
     ModelSpec,
     ShapeInfo,
+    deployment_config,
     fit,
     format_gb,
     model_spec_from,
@@ -248,3 +249,16 @@ def test_rank_shapes_orders_fitting_first_by_size():
 
 def test_format_gb():
     assert [format_gb(x) for x in (16.06, 4.0, 21.6, 141.2, 0.35)] == ["16.1", "4", "21.6", "141", "0.3"]
+
+
+def test_deployment_config():
+    config = {
+        "shape": ["VM.GPU.A10.1", "VM.GPU.A10.2"],
+        "configuration": {
+            "VM.GPU.A10.1": {"parameters": {"VLLM_PARAMS": "--max-model-len 4096 --enforce-eager"}},
+            "VM.GPU.A10.2": {"parameters": {}},
+        },
+    }
+    assert deployment_config(config) == (["VM.GPU.A10.1", "VM.GPU.A10.2"], {"VM.GPU.A10.1": 4096})
+    assert deployment_config(None) == ([], {})
+    assert deployment_config({"configuration": {"X": None}}) == ([], {})
