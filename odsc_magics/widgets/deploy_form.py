@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import ipywidgets as w
 
+from odsc_magics.diagnosis import diagnose
 from odsc_magics.errors import DeploymentFailedError, OdscMagicsError, ValidationError
 from odsc_magics.sizing import FitVerdict, ModelSpec, ShapeInfo, fit, format_gb, model_spec_from, shape_info
 
@@ -421,8 +422,8 @@ class DeployForm:
                 name = _attr(outcome, "name") or request.name
                 sink.done(url, name)
         except DeploymentFailedError as exc:
-            sink.failed(exc.diagnosis if exc.diagnosis is not None else exc)
             self.error = exc
+            sink.failed(self._diagnosis_of(exc, request))
         except Exception as exc:
             self.errors.append(exc)
             sink.failed(exc)
@@ -432,6 +433,23 @@ class DeployForm:
             if not sink.finished:  # on_deploy raised a BaseException (e.g. KeyboardInterrupt)
                 sink.failed("The deployment was interrupted.")
             self.deploy_button.disabled = not self._deployable()
+
+    def _diagnosis_of(self, exc: DeploymentFailedError, request: DeployRequest) -> Any:
+        """The error's Diagnosis; raw work-request errors (or just the message) are diagnosed here."""
+        found = exc.diagnosis
+        if hasattr(found, "summary") and hasattr(found, "next_step"):
+            return found
+        errors = list(found) if isinstance(found, (list, tuple)) else []
+        model = self._by_id.get(request.model_id)
+        return diagnose(
+            state=getattr(exc, "state", None) or "FAILED",
+            work_request_errors=errors or [exc.message],
+            log_lines=list(getattr(exc, "log_lines", None) or []),
+            shape=request.shape,
+            model=self._spec(model) if model else None,
+            available_shapes=self._shapes,
+            max_model_len=request.max_model_len,
+        )
 
     def _tick(self) -> None:
         while not self._stop_tick.wait(_TICK_S):

@@ -343,3 +343,20 @@ def test_models_from_plain_data_and_custom_fit_fn():
     assert sorted(calls) == ["VM.GPU.A10.1", "VM.GPU.A10.2"]
     form.shape_select.value = "VM.GPU.A10.1"  # verdicts are cached per (model, max model length)
     assert len(calls) == 2
+
+
+def test_raw_work_request_errors_are_diagnosed_by_the_form():
+    def on_deploy(request, sink):
+        sink.update(30, "CREATING")
+        errors = [
+            {"code": "InternalError", "message": "There is currently no capacity for the specified shape"}
+        ]
+        raise DeploymentFailedError("Deployment FAILED", diagnosis=errors)
+
+    form = make_form(on_deploy)
+    form.max_len_text.value = 8192
+    form.shape_select.value = "VM.GPU.A10.1"
+    deploy_and_wait(form)
+    assert form.state == "failed"
+    assert form.diagnosis.kind == "no_capacity"
+    assert "Deploy on another shape that fits: VM.GPU.A10.2, BM.GPU.A10.4" in form.result_html.value
