@@ -194,6 +194,8 @@ def _profile_value(settings: LLMSettings, key: str, start_local: bool) -> Any:
 
 def _derived(name: str, settings: LLMSettings, start_local: bool) -> tuple[Any, str] | None:
     """Values that come from the local backend, the notebook session or the OCI profile."""
+    if name in ("backend", "local_dir"):
+        return None
     backend = _value("backend", settings, start_local)
     if backend == "local":
         if name == "auth":

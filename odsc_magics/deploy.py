@@ -256,7 +256,9 @@ def _find_model(context: Any, model: str) -> Any:
     return context.call("Reading the model", client.get_model, matches[0].id).data
 
 
-def _deployment_details(context: Any, model: Any, shape: str, name: str, chat: bool) -> Any:
+def _deployment_details(
+    context: Any, model: Any, shape: str, name: str, chat: bool, extra_env: dict | None = None
+) -> Any:
     from oci.data_science import models as m
 
     metadata = {item.key: item.value for item in (model.custom_metadata_list or [])}
@@ -266,6 +268,7 @@ def _deployment_details(context: Any, model: Any, shape: str, name: str, chat: b
         "BASE_MODEL": metadata.get("artifact_location") or model.display_name,
         "PORT": str(PORT),
         "HEALTH_CHECK_PORT": str(PORT),
+        **{str(k): str(v) for k, v in (extra_env or {}).items()},
     }
     tags = {"OCI_AQUA": "active", "aqua_model_name": model.display_name}
     if (model.freeform_tags or {}).get("task"):
@@ -306,12 +309,14 @@ def deploy(
     chat: bool = False,
     wait: bool = True,
     progress: bool = True,
+    env: dict | None = None,
     settings: LLMSettings | None = None,
 ) -> Deployment:
     """Deploy ``model`` (catalog name or OCID) on ``shape`` with the vLLM service container.
 
     With ``wait`` it returns once ACTIVE, after a one-token smoke test, and makes the deployment the
-    default target; raises DeploymentFailedError when the deployment fails.
+    default target; raises DeploymentFailedError when the deployment fails. ``env`` adds container
+    environment variables.
     """
     if not model or not shape:
         raise ValidationError(
@@ -326,7 +331,7 @@ def deploy(
             hint=f"Set `%config LLMMagics.{missing} = '...'` (env ODSC_MAGICS_{missing.upper()}).",
         )
     found = _find_model(context, model)
-    details = _deployment_details(context, found, shape, name or found.display_name, chat)
+    details = _deployment_details(context, found, shape, name or found.display_name, chat, env)
     client = context.data_science()
     response = context.call(
         "Creating the model deployment",

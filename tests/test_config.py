@@ -1,0 +1,216 @@
+"""Settings: one precedence (argument > %config > env > derived > default), sources, describe(), targets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from traitlets import TraitError
+from traitlets.config import Config
+
+from odsc_magics import config
+from odsc_magics.config import (
+    SETTING_NAMES,
+    LLMSettings,
+    current_settings,
+    default_target,
+    describe,
+    resolve,
+    set_default_target,
+    use_settings,
+)
+from odsc_magics.errors import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def _isolated_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "_registered", None)
+    monkeypatch.setattr(config, "_module_default", None)
+    monkeypatch.setattr(config, "_runtime_target", None)
+
+
+@pytest.fixture
+def profile_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config"
+    path.write_text(
+        "[DEFAULT]\nregion=eu-frankfurt-1\ntenancy=ocid1.tenancy.oc1..tenant\n"
+        "[OTHER]\nregion=us-phoenix-1\ntenancy=ocid1.tenancy.oc1..other\n"
+    )
+    return path
+
+
+def test_defaults() -> None:
+    settings = LLMSettings(config_file="/nonexistent/config")
+    assert resolve("backend", settings=settings) == ("oci", "default")
+    assert resolve("auth", settings=settings) == ("api_key", "default")
+    assert resolve("model", settings=settings) == ("odsc-llm", "default")
+    assert resolve("max_tokens", settings=settings) == (512, "default")
+    assert resolve("max_retries", settings=settings) == (6, "default")
+    assert resolve("timeout", settings=settings) == (60.0, "default")
+    assert resolve("temperature", settings=settings) == (None, "default")
+    assert resolve("profile", settings=settings) == ("DEFAULT", "default")
+    assert resolve("local_dir", settings=settings)[0].endswith(str(Path(".odsc_magics", "local")))
+
+
+def test_precedence_argument_config_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = LLMSettings()
+    assert resolve("max_tokens", settings=settings) == (512, "default")
+    monkeypatch.setenv("ODSC_MAGICS_MAX_TOKENS", "100")
+    assert resolve("max_tokens", settings=settings) == (100, "env ODSC_MAGICS_MAX_TOKENS")
+    settings.max_tokens = 50
+    assert resolve("max_tokens", settings=settings) == (50, "%config")
+    assert resolve("max_tokens", 7, settings=settings) == (7, "argument")
+    settings.max_tokens = None
+    assert resolve("max_tokens", settings=settings)[1] == "env ODSC_MAGICS_MAX_TOKENS"
+
+
+def test_config_object_counts_as_percent_config() -> None:
+    class LLMMagics(LLMSettings):
+        pass
+
+    settings = LLMMagics(config=Config({"LLMMagics": {"temperature": 0.3, "backend": "local"}}))
+    assert resolve("temperature", settings=settings) == (0.3, "%config")
+    assert resolve("backend", settings=settings) == ("local", "%config")
+
+
+def test_env_values_are_typed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = LLMSettings()
+    monkeypatch.setenv("ODSC_MAGICS_TEMPERATURE", "0.5")
+    monkeypatch.setenv("ODSC_MAGICS_TIMEOUT", "30")
+    assert resolve("temperature", settings=settings)[0] == 0.5
+    assert resolve("timeout", settings=settings)[0] == 30.0
+    monkeypatch.setenv("ODSC_MAGICS_MAX_RETRIES", "many")
+    with pytest.raises(ConfigurationError, match="ODSC_MAGICS_MAX_RETRIES"):
+        resolve("max_retries", settings=settings)
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "cloud")
+    with pytest.raises(ConfigurationError, match="oci, local"):
+        resolve("backend", settings=settings)
+
+
+def test_traits_are_validated() -> None:
+    with pytest.raises(TraitError):
+        LLMSettings(backend="cloud")
+    with pytest.raises(TraitError):
+        LLMSettings(auth="password")
+
+
+def test_unknown_setting() -> None:
+    with pytest.raises(ConfigurationError):
+        resolve("colour")
+
+
+def test_region_and_compartment_from_profile(profile_file: Path) -> None:
+    settings = LLMSettings(config_file=str(profile_file))
+    assert resolve("region", settings=settings) == ("eu-frankfurt-1", "profile")
+    assert resolve("compartment_id", settings=settings) == ("ocid1.tenancy.oc1..tenant", "profile")
+    settings.profile = "OTHER"
+    assert resolve("region", settings=settings) == ("us-phoenix-1", "profile")
+    settings.region = "ap-tokyo-1"
+    assert resolve("region", settings=settings) == ("ap-tokyo-1", "%config")
+
+
+def test_notebook_session_defaults(monkeypatch: pytest.MonkeyPatch, profile_file: Path) -> None:
+    """In an OCI notebook session resource principal is the default; no IMDS or token call is made."""
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.2")
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_REGION", "us-ashburn-1")
+    monkeypatch.setenv("PROJECT_COMPARTMENT_OCID", "ocid1.compartment.oc1..nb")
+    monkeypatch.setenv("PROJECT_OCID", "ocid1.datascienceproject.oc1.iad.nb")
+    settings = LLMSettings(config_file=str(profile_file))
+    assert resolve("auth", settings=settings) == ("resource_principal", "notebook session")
+    assert resolve("region", settings=settings) == ("us-ashburn-1", "notebook session")
+    assert resolve("compartment_id", settings=settings) == ("ocid1.compartment.oc1..nb", "notebook session")
+    assert resolve("project_id", settings=settings) == (
+        "ocid1.datascienceproject.oc1.iad.nb",
+        "notebook session",
+    )
+    settings.auth = "api_key"
+    assert resolve("auth", settings=settings) == ("api_key", "%config")
+    assert resolve("region", settings=settings) == ("eu-frankfurt-1", "profile")
+
+
+def test_without_notebook_session_api_key_is_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OCI_RESOURCE_PRINCIPAL_VERSION", raising=False)
+    assert resolve("auth", settings=LLMSettings()) == ("api_key", "default")
+
+
+def test_local_backend_values(backend) -> None:
+    settings = LLMSettings(backend="local", local_dir=str(backend.state_dir))
+    assert resolve("config_file", settings=settings) == (backend.config_file, "local backend")
+    assert resolve("profile", settings=settings) == (backend.profile, "local backend")
+    assert resolve("compartment_id", settings=settings) == (backend.compartment_id, "local backend")
+    assert resolve("project_id", settings=settings) == (backend.project_id, "local backend")
+    assert resolve("region", settings=settings) == (backend.region, "local backend")
+    assert resolve("auth", settings=settings) == ("api_key", "local backend")
+
+
+def test_local_backend_from_env(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+    settings = LLMSettings()
+    assert resolve("backend", settings=settings) == ("local", "env ODSC_MAGICS_BACKEND")
+    assert resolve("compartment_id", settings=settings) == (backend.compartment_id, "local backend")
+
+
+def test_describe_lists_every_setting_with_source(
+    profile_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ODSC_MAGICS_MODEL", "served")
+    rows = describe(LLMSettings(config_file=str(profile_file), max_tokens=42))
+    assert [name for name, _, _ in rows] == list(SETTING_NAMES)
+    table = {name: (shown, source) for name, shown, source in rows}
+    assert table["max_tokens"] == ("42", "%config")
+    assert table["model"] == ("served", "env ODSC_MAGICS_MODEL")
+    assert table["region"] == ("eu-frankfurt-1", "profile")
+    assert table["temperature"] == ("(not set)", "default")
+
+
+def test_describe_never_shows_a_secret(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n")
+    cfg = tmp_path / "config"
+    cfg.write_text(
+        f"[DEFAULT]\nuser=ocid1.user.oc1..u\ntenancy=ocid1.tenancy.oc1..t\nfingerprint=aa:bb\n"
+        f"key_file={key}\npass_phrase=hunter2-pass\nregion=us-ashburn-1\n"
+    )
+    text = repr(describe(LLMSettings(config_file=str(cfg))))
+    for secret in ("TOPSECRETKEYMATERIAL", "hunter2-pass", "BEGIN"):
+        assert secret not in text
+
+
+def test_describe_does_not_start_a_local_backend(tmp_path: Path) -> None:
+    rows = dict(
+        (name, source) for name, _, source in describe(LLMSettings(backend="local", local_dir=str(tmp_path)))
+    )
+    assert rows["backend"] == "%config"
+    assert not (tmp_path / "start.json").exists()
+
+
+def test_use_settings_and_current_settings() -> None:
+    first = current_settings()
+    assert current_settings() is first
+    mine = LLMSettings(max_tokens=9)
+    use_settings(mine)
+    assert current_settings() is mine
+    assert resolve("max_tokens") == (9, "%config")
+
+
+def test_default_target() -> None:
+    settings = LLMSettings()
+    assert default_target(settings) is None
+    set_default_target("ocid1.datasciencemodeldeployment.oc1.iad.x")
+    assert default_target(settings) == "ocid1.datasciencemodeldeployment.oc1.iad.x"
+    rows = {name: (shown, source) for name, shown, source in describe(settings)}
+    assert rows["deployment"][0] == "ocid1.datasciencemodeldeployment.oc1.iad.x"
+    settings.deployment = "my-llm"
+    assert default_target(settings) == "my-llm"
+
+
+def test_config_module_imports_stay_light() -> None:
+    code = (
+        "import sys, odsc_magics.config; "
+        "heavy = [m for m in ('oci', 'requests', 'pandas', 'urllib3') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
