@@ -16,9 +16,12 @@ def raw_chunks(raw: Any) -> Iterator[bytes]:
     if getattr(raw, "chunked", False) and hasattr(raw, "read_chunked"):
         yield from raw.read_chunked(None, decode_content=True)
         return
-    read1 = raw.read1
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # urllib3 < 2.3: reads block until the size is reached (or the body ends)
+        yield from raw.stream(_READ_SIZE, decode_content=True)
+        return
     while True:
-        data = read1(_READ_SIZE)
+        data = read1(_READ_SIZE, decode_content=True)
         if not data:
             return
         yield data
