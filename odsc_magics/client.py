@@ -235,6 +235,13 @@ class Endpoint:
                 hint=_not_active_hint(state, self.name or self.deployment_id or "<name>"),
                 **common,
             )
+        if status == 409 and code == "ExternalServerIncorrectState":
+            return ServerError(
+                f"{text} ({self.label})",
+                hint="The model server answered without a stream; check that its container can stream, "
+                "or call the non-streaming method.",
+                **common,
+            )
         if status == 413:
             return PayloadTooLargeError(f"{text} (request body {size} bytes)", **common)
         if is_retryable_status(status):

@@ -177,6 +177,17 @@ class Deployment:
             if bar is not None:
                 bar.close()
 
+    def activate(self, *, wait: bool = True, progress: bool = False) -> Deployment:
+        """Activate an INACTIVE deployment; with ``wait``, return once its work request has ended."""
+        client = self.context.data_science()
+        response = self.context.call(
+            "Activating the model deployment", client.activate_model_deployment, self.id
+        )
+        self.work_request_id = response.headers.get("opc-work-request-id")
+        self.context.forget_targets()
+        self.refresh()
+        return self.wait(progress=progress) if wait else self
+
     def endpoint(self) -> Any:
         """The data-plane Endpoint of this deployment."""
         from odsc_magics.client import Endpoint
