@@ -15,6 +15,7 @@ __all__ = [
     "dry_run_bundle",
     "in_kernel",
     "make_stream_view",
+    "max_per_window",
     "result_bundle",
     "result_metadata",
     "show",
@@ -62,6 +63,17 @@ class Throttle:
 def in_kernel(shell: Any) -> bool:
     """True in a Jupyter kernel (comms and display updates work), false in terminal IPython."""
     return getattr(shell, "kernel", None) is not None
+
+
+def max_per_window(times: Iterable[float], window_s: float = 1.0) -> int:
+    """The most events inside any ``window_s`` window (how "updates per second" is measured)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def status_line(tokens: int, elapsed_s: float, ttft_s: float | None) -> str:
@@ -195,6 +207,7 @@ class KernelStreamView:
         self.throttle = throttle or Throttle()
         self.parts: list[str] = []
         self.tokens = 0
+        self.size = 0
         self._widget: Any = None
         self._handle: Any = None
         self._t0 = time.monotonic()
@@ -227,12 +240,10 @@ class KernelStreamView:
         if self._first is None:
             self._first = now
         self.tokens += 1
+        self.size += len(delta)
         self.parts.append(delta)
-        if self.throttle.ready(self._size()):
+        if self.throttle.ready(self.size):
             self._render(now)
-
-    def _size(self) -> int:
-        return sum(len(p) for p in self.parts)
 
     def _status(self, now: float) -> str:
         ttft = None if self._first is None else self._first - self._t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import keyword
 import shlex
 from collections.abc import Callable
@@ -176,6 +177,14 @@ def generation_params(args: argparse.Namespace) -> dict[str, Any]:
     stop = getattr(args, "stop", None)
     if stop:
         params["stop"] = list(stop)
+    for item in getattr(args, "param", None) or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param needs NAME=VALUE, not {item!r}")
+        try:
+            params[name.strip()] = json.loads(raw)
+        except ValueError:
+            params[name.strip()] = raw
     if params.get("max_tokens", 1) < 1:
         raise UsageError("--max-tokens must be at least 1")
     if not 0 <= params.get("temperature", 0) <= 2:

@@ -36,6 +36,12 @@ def generation_arguments(func: Any) -> Any:
         argument("--top-p", type=float, metavar="P", help="nucleus sampling probability, (0, 1]"),
         argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)"),
         argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming"),
+        argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="any other request field, VALUE as JSON if it parses (e.g. --param seed=7); repeatable",
+        ),
         argument("-o", "--output", metavar="VAR", help="also store the answer's text in the variable VAR"),
         argument(
             "--dry-run", action="store_true", help="show the rendered prompt and the request; send nothing"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from odsc_magics.display import (
     TerminalStreamView,
     Throttle,
+    max_per_window,
     result_bundle,
     status_line,
     table_bundle,
@@ -112,3 +113,9 @@ def test_table_bundle_escapes_pipes() -> None:
     bundle = table_bundle("T", ["a", "b"], [("x|y", "z")])
     assert "x\\|y" in bundle["text/markdown"]
     assert bundle["text/plain"].splitlines()[2].startswith("x|y")
+
+
+def test_max_per_window() -> None:
+    assert max_per_window([]) == 0
+    assert max_per_window([0.0, 0.1, 0.2, 1.5]) == 3
+    assert max_per_window([i * 0.1 for i in range(30)]) == 10

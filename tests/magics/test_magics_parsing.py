@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -77,6 +80,10 @@ def test_generation_params_only_the_given_ones(ip: InteractiveShell) -> None:
         magic(ip, "llm_predict"), "--max-tokens 9 --top-p 0.5 --stop A --stop B", free_text=True
     )
     assert generation_params(args) == {"max_tokens": 9, "top_p": 0.5, "stop": ["A", "B"]}
+    extra, _ = parse_magic_line(
+        magic(ip, "llm_predict"), "--param seed=7 --param ignore_eos=true --param tag=x", free_text=True
+    )
+    assert generation_params(extra) == {"seed": 7, "ignore_eos": True, "tag": "x"}
     bad, _ = parse_magic_line(magic(ip, "llm_predict"), "--temperature 7", free_text=True)
     with pytest.raises(UsageError, match="temperature"):
         generation_params(bad)
@@ -159,3 +166,18 @@ def test_public_api_is_lazy_and_deploy_stays_a_function() -> None:
     )
     with pytest.raises(AttributeError):
         odsc_magics.nope  # noqa: B018
+
+
+def test_load_ext_imports_neither_oci_nor_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from IPython.core.interactiveshell import InteractiveShell; "
+        "InteractiveShell.instance().run_line_magic('load_ext', 'odsc_magics'); "
+        "print(sorted(m for m in ('oci', 'pandas', 'requests', 'ipywidgets', 'jinja2') if m in sys.modules))"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=root)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip() == "[]"
