@@ -35,6 +35,7 @@ def session(backend, tmp_path_factory):
         "setup": SETUP,
         "stream": "%%llm_predict -d test-llm --max-tokens 20\nSay hello.",
         "no_stream": "%%llm_predict -d test-llm --no-stream --max-tokens 8\nSay hello.",
+        "predict_chat": "%%llm_predict -d test-chat --system 'Be brief.' --max-tokens 5\nHi",
         "vars": 'topic = "tides"\nx = {"k": 1}',
         "dry_run": "%%llm_predict -d test-llm --dry-run --max-tokens 7\n"
         'About {{ topic }}: {"json": {"a": 1}} {single} $x',
@@ -95,6 +96,11 @@ def test_streaming_used_a_live_widget_whose_state_is_saved(session) -> None:
     assert any(
         w["model_name"] == "HTMLModel" and "TTFT" in w["state"].get("value", "") for w in widgets.values()
     )
+
+
+def test_predict_with_a_system_message_uses_the_chat_route(session) -> None:
+    (answer,) = llm_outputs(session["cell"]["predict_chat"])
+    assert answer.metadata["odsc_magics"]["route"] == "/v1/chat/completions"
 
 
 def test_no_stream_shows_the_answer_without_a_widget(session) -> None:

@@ -181,3 +181,14 @@ def test_load_ext_imports_neither_oci_nor_pandas() -> None:
     env = dict(os.environ, PYTHONPATH=root)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.strip() == "[]"
+
+
+def test_unload_and_reload(ip: InteractiveShell) -> None:
+    ip.run_line_magic("unload_ext", "odsc_magics")
+    assert "llm_predict" not in ip.magics_manager.magics["cell"]
+    assert not any(type(c).__name__ == "LLMMagics" for c in ip.configurables)
+    ip.run_line_magic("load_ext", "odsc_magics")
+    assert "llm_predict" in ip.magics_manager.magics["cell"]
+    from odsc_magics.config import current_settings
+
+    assert current_settings() is magic(ip, "llm_predict").__self__
