@@ -27,11 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local emulator of OCI Data Science model deployments (control plane /20190101 and "
         "the predict data plane) on 127.0.0.1. Requests must be signed with the OCI config profile it writes "
         "to its state directory.",
+        epilog="On start it prints one JSON line (endpoint, config_file, profile, compartment_id, project_id, "
+        "pid, region) and writes it to <state-dir>/start.json. GET /_emulator/stats and /_emulator/access_logs "
+        "answer loopback clients without a signature. A deployment whose container environment sets "
+        "EMULATOR_FAIL=<reason> ends FAILED with that reason.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
-    parser.add_argument(
-        "--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})"
-    )
+    parser.add_argument("--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})")
     parser.add_argument(
         "--engine", default="builtin", help="model server: 'builtin' (no weights) or 'openai:URL' (forward)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import oci
@@ -81,9 +82,7 @@ def test_create_user_model_and_projects(backend):
 
 def test_shapes(backend):
     client = backend.data_science_client()
-    shapes = {
-        s.name: s for s in client.list_model_deployment_shapes(compartment_id=backend.compartment_id).data
-    }
+    shapes = {s.name: s for s in client.list_model_deployment_shapes(compartment_id=backend.compartment_id).data}
     assert shapes["VM.GPU.A10.1"].shape_series == "NVIDIA_GPU"
     assert shapes["VM.GPU.A10.1"].core_count == 15 and shapes["VM.GPU.A10.1"].memory_in_gbs == 240
     assert shapes["VM.Standard.E4.Flex"].shape_series == "AMD_ROME"
@@ -127,9 +126,7 @@ def test_deployment_full_lifecycle(backend):
     deleted = client.delete_model_deployment(md_id)
     _wait(backend, deleted.headers["opc-work-request-id"])
     assert client.get_model_deployment(md_id).data.lifecycle_state == "DELETED"
-    listed = client.list_model_deployments(
-        compartment_id=backend.compartment_id, lifecycle_state="DELETED"
-    ).data
+    listed = client.list_model_deployments(compartment_id=backend.compartment_id, lifecycle_state="DELETED").data
     assert md_id in {d.id for d in listed}
 
 
@@ -217,9 +214,7 @@ def test_pagination_with_limit(backend):
 
 def test_work_request_lists(backend):
     client = backend.data_science_client()
-    listed = client.list_work_requests(
-        compartment_id=backend.compartment_id, operation_type="MODEL_DEPLOYMENT_CREATE"
-    )
+    listed = client.list_work_requests(compartment_id=backend.compartment_id, operation_type="MODEL_DEPLOYMENT_CREATE")
     assert listed.data and all(w.operation_type == "MODEL_DEPLOYMENT_CREATE" for w in listed.data)
     by_resource = client.list_work_requests(
         compartment_id=backend.compartment_id, resource_id=backend.deployment["id"]
@@ -230,9 +225,7 @@ def test_work_request_lists(backend):
 def test_failed_deployment_reports_errors(backend):
     client = backend.data_science_client()
     details = _details(backend, "doomed")
-    env = (
-        details.model_deployment_configuration_details.environment_configuration_details.environment_variables
-    )
+    env = details.model_deployment_configuration_details.environment_configuration_details.environment_variables
     env["EMULATOR_FAIL"] = "CUDA out of memory"
     created = client.create_model_deployment(details)
     wr_id = created.headers["opc-work-request-id"]
@@ -244,3 +237,13 @@ def test_failed_deployment_reports_errors(backend):
     errors = client.list_work_request_errors(wr_id).data
     assert errors and "CUDA out of memory" in errors[0].message
     assert client.get_model_deployment(created.data.id).data.lifecycle_state == "FAILED"
+
+
+def test_aqua_deployment_configuration_and_provenance(backend):
+    client = backend.data_science_client()
+    model_id = backend.service_model_id("Meta-Llama-3.1-8B-Instruct")
+    content = client.get_model_defined_metadatum_artifact_content(model_id, "DeploymentConfiguration")
+    config = json.loads(content.data.content)
+    assert "VM.GPU.A10.2" in config["shape"]
+    assert config["configuration"]["VM.GPU.A10.2"]["parameters"]["VLLM_PARAMS"].startswith("--max-model-len")
+    assert client.get_model_provenance(model_id).data.git_commit
