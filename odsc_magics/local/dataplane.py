@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -109,8 +110,7 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         raise ApiError(
             409,
             "IncorrectState",
-            f"Model deployment {deployment['id']} is {state}; "
-            "only an ACTIVE model deployment serves predictions",
+            f"Model deployment {deployment['id']} is {state}; only an ACTIVE model deployment serves predictions",
         )
     raw = await request.read()
     body: Any = None
@@ -126,8 +126,7 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         raise ApiError(
             409,
             "ExternalServerIncorrectState",
-            "The model server did not answer with a stream: "
-            'send "stream": true to /predictWithResponseStream',
+            'The model server did not answer with a stream: send "stream": true to /predictWithResponseStream',
         )
     env = deployment_env(deployment)
     route = _route(deployment, env, request, suffix, body)
@@ -155,14 +154,10 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         engine = runtime.engine_for(env)
         context = {"deployment_id": deployment["id"], "env": env}
         reply = await engine.handle(request.method, route, body, context=context)
-        live = wants_stream and (
-            stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true"
-        )
+        live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
         if reply.stream is None:
             if stream_endpoint and reply.status < 400:
-                raise ApiError(
-                    409, "ExternalServerIncorrectState", "The model server did not answer with a stream"
-                )
+                raise ApiError(409, "ExternalServerIncorrectState", "The model server did not answer with a stream")
             payload = b"" if reply.body is None else dumps(reply.body)
             return await _send_body(request, reply, payload, "application/json", fault, stats, outcome)
         if live:
@@ -197,8 +192,9 @@ async def _send_body(request, reply, payload: bytes, content_type: str, fault, s
         response.headers["Content-Type"] = content_type
         response.content_length = len(payload)
         outcome["status"] = reply.status
-        await response.prepare(request)
-        await response.write(payload[: len(payload) // 2])
+        with contextlib.suppress(ConnectionError):
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
         _abort(request)
     outcome["status"] = reply.status
     if 200 <= reply.status < 300:
@@ -213,22 +209,25 @@ async def _send_stream(request, reply, fault, stats, outcome):
     response.enable_chunked_encoding()
     outcome["status"] = reply.status
     await response.prepare(request)
-    if fault == "cut":
-        budget = max(1, _expected_frames(request) // 2)
+    # Once the headers are out, no error response can follow: any failure drops the connection, so the
+    # client sees a stream without [DONE] (the platform reports such late failures in a trailer).
+    try:
+        if fault == "cut":
+            budget = max(1, _expected_frames(request) // 2)
+            async for frame in reply.stream:
+                if frame == DONE or budget <= 0:
+                    break
+                await response.write(frame)
+                budget -= 1
+            raise Dropped()
         async for frame in reply.stream:
-            if frame == DONE or budget <= 0:
-                break
             await response.write(frame)
-            budget -= 1
+        await response.write_eof()
+    except Exception as exc:
+        if not isinstance(exc, (Dropped, ConnectionError)):
+            log.exception("stream of %s failed after its first byte", request.match_info["deployment"])
         await _close_iterator(reply.stream)
         _abort(request)
-    try:
-        async for frame in reply.stream:
-            await response.write(frame)
-    except (ConnectionError, RuntimeError):
-        await _close_iterator(reply.stream)
-        raise Dropped() from None
-    await response.write_eof()
     if 200 <= reply.status < 300:
         stats.success(request["body_sha256"])
     return response
@@ -245,7 +244,8 @@ def _expected_frames(request: web.Request) -> int:
 async def _close_iterator(stream) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
-        await close()
+        with contextlib.suppress(Exception):
+            await close()
 
 
 def add_routes(app: web.Application) -> None:
