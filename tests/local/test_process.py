@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -63,17 +64,13 @@ def test_transition_due_while_stopped_completes_after_restart(tmp_path):
     first = start_backend(tmp_path, "--deploy-seconds", "0.5")
     try:
         created = first.create_deployment("slow", wait=False)
-        assert (
-            first.data_science_client().get_model_deployment(created["id"]).data.lifecycle_state == "CREATING"
-        )
+        assert first.data_science_client().get_model_deployment(created["id"]).data.lifecycle_state == "CREATING"
     finally:
         first.stop()
     second = start_backend(tmp_path, "--deploy-seconds", "0.5")
     try:
         client = second.data_science_client()
-        work_requests = client.list_work_requests(
-            compartment_id=second.compartment_id, resource_id=created["id"]
-        )
+        work_requests = client.list_work_requests(compartment_id=second.compartment_id, resource_id=created["id"])
         second.wait_work_request(work_requests.data[0].id)
         assert client.get_model_deployment(created["id"]).data.lifecycle_state == "ACTIVE"
     finally:
@@ -114,3 +111,19 @@ def test_bad_flags_exit_with_usage(tmp_path):
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         main(["--state-dir", str(tmp_path), "--engine", "nope"])
+
+
+def test_listens_on_loopback_only(backend):
+    port = int(backend.endpoint.rsplit(":", 1)[1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                listening.append(address)
+    assert listening == ["0100007F"]  # 127.0.0.1, nothing on other interfaces
