@@ -37,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     info = ensure_running(state_dir)
     print(f"odsc-magics: local backend at {info['endpoint']} (state in {state_dir})", flush=True)
     env = dict(os.environ, ODSC_MAGICS_BACKEND="local", ODSC_MAGICS_LOCAL_DIR=str(state_dir))
+    command = lab_command(args)
+    if os.name == "posix":  # become JupyterLab, so signals (Ctrl-C, kill) reach it directly
+        sys.stdout.flush()
+        os.execve(command[0], command, env)
     try:
-        return subprocess.call(lab_command(args), env=env)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 130
 
