@@ -6,7 +6,8 @@ window) and its raw bytes are replayed by a load generator in a separate process
 HTTP/1.1 keep-alive, ``--connections`` requests in flight, no per-request signing or HTTP library, so the
 client is not the bottleneck (its CPU time is printed next to the server's). The server still verifies the
 RSA signature and body hash of every request. Phase 1 sends 10,000 requests and reads the server's VmRSS;
-phase 2 runs for ``--seconds`` and reports the rate.
+phase 2 runs for ``--seconds`` and reports the rate. Last, for comparison, a realistic client (requests +
+the oci Signer, each request signed anew, 4 threads) runs against the same deployment for 5 s.
 
     .venv/bin/python benchmarks/emulator_throughput.py [--connections 32] [--seconds 10] [--stream]
 """
@@ -88,6 +89,36 @@ def client_main(argv: list[str]) -> int:
     return 0
 
 
+def signing_client_main(argv: list[str]) -> int:
+    """A realistic client for comparison: requests + the oci Signer, each request signed anew."""
+    config_file, url, threads, seconds = argv
+    import threading
+
+    import oci
+    import requests
+
+    signer = oci.signer.Signer.from_config(oci.config.from_file(config_file))
+    deadline = time.perf_counter() + float(seconds)
+    counts = []
+
+    def run() -> None:
+        session, done = requests.Session(), 0
+        while time.perf_counter() < deadline:
+            session.post(url, json=BODY, auth=signer).raise_for_status()
+            done += 1
+        counts.append(done)
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=run) for _ in range(int(threads))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"requests": sum(counts), "rate": sum(counts) / elapsed}))
+    return 0
+
+
 # --- orchestration ---------------------------------------------------------------------------------
 
 
@@ -119,9 +150,7 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_client(
-    host: str, port: int, request_file: Path, connections: int, count: int, seconds: float
-) -> dict:
+def _run_client(host: str, port: int, request_file: Path, connections: int, count: int, seconds: float) -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -181,6 +210,22 @@ def main() -> int:
             timed = _run_client(host, int(port), request_file, args.connections, 10**9, args.seconds)
             server_cpu = _cpu_s(pid) - cpu0
             rss_end = _rss_kb(pid)
+            signing = json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--signing-client",
+                        backend.config_file,
+                        f"{deployment['url']}/predict",
+                        "4",
+                        "5",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
             stats = backend.deployment_stats(deployment["id"])
         finally:
             backend.stop()
@@ -209,6 +254,10 @@ def main() -> int:
         f"{rss_after_warm / 1024:.1f} MiB, after {warm['requests'] + timed['requests']} requests "
         f"{rss_end / 1024:.1f} MiB"
     )
+    print(
+        f"  for comparison, a signing client (requests + oci Signer, 4 threads, one process) reaches "
+        f"{signing['rate']:.0f} req/s against it"
+    )
     print(f"  server stats: predict_requests {stats['predict_requests']}, by_status {stats['by_status']}")
     print(
         json.dumps(
@@ -226,4 +275,6 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         raise SystemExit(client_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--signing-client":
+        raise SystemExit(signing_client_main(sys.argv[2:]))
     raise SystemExit(main())
