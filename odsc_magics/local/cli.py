@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve(options))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        print(f"odsc-magics local: cannot listen on {HOST}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         lock.close()
     return 0
@@ -151,7 +154,7 @@ async def serve(options) -> None:
     runtime = Runtime(options, ident, store, verifier)
     control.seed(runtime)
     app = server.create_app(runtime)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, HOST, options.port, backlog=1024)
     await site.start()
