@@ -19,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class RecordingClient(NotebookClient):
     """A NotebookClient that logs every comm message: (cell index, msg type, comm id, kernel time, data)."""
 
-    def __init__(
-        self, nb: Any, on_comm: Callable[[RecordingClient, dict, int], None] | None = None, **kw: Any
-    ):
+    def __init__(self, nb: Any, on_comm: Callable[[RecordingClient, dict, int], None] | None = None, **kw: Any):
         super().__init__(nb, **kw)
         self.comm_log: list[dict] = []
         self.on_comm = on_comm
@@ -50,14 +48,10 @@ class RecordingClient(NotebookClient):
         opened = {
             e["comm_id"]
             for e in self.comm_log
-            if e["cell"] == cell_index
-            and e["type"] == "comm_open"
-            and e["state"].get("_model_name") == "HTMLModel"
+            if e["cell"] == cell_index and e["type"] == "comm_open" and e["state"].get("_model_name") == "HTMLModel"
         }
         return [
-            e
-            for e in self.comm_log
-            if e["comm_id"] in opened and e["type"] == "comm_msg" and "value" in e["state"]
+            e for e in self.comm_log if e["comm_id"] in opened and e["type"] == "comm_msg" and "value" in e["state"]
         ]
 
 

@@ -27,9 +27,7 @@ class FakeClock:
 class FakeResult:
     text: str = "Hello"
     finish_reason: str | None = "stop"
-    usage: dict = field(
-        default_factory=lambda: {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    )
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
     latency_s: float = 0.5
     ttft_s: float | None = 0.01
     opc_request_id: str | None = "REQ"

@@ -58,9 +58,7 @@ def test_a_wrong_key_gets_the_401_message_naming_the_auth_mode(backend, run_cell
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "other_key.pem"
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     parser = configparser.ConfigParser()
     parser.read(backend.config_file)

@@ -93,9 +93,7 @@ def test_streaming_used_a_live_widget_whose_state_is_saved(session) -> None:
     last = updates[-1]["state"]["value"]
     assert "tokens" in last and "TTFT" in last
     widgets = session["nb"].metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    assert any(
-        w["model_name"] == "HTMLModel" and "TTFT" in w["state"].get("value", "") for w in widgets.values()
-    )
+    assert any(w["model_name"] == "HTMLModel" and "TTFT" in w["state"].get("value", "") for w in widgets.values())
 
 
 def test_predict_with_a_system_message_uses_the_chat_route(session) -> None:

@@ -76,9 +76,7 @@ def test_cell_magic_line_takes_no_free_text(ip: InteractiveShell) -> None:
 
 
 def test_generation_params_only_the_given_ones(ip: InteractiveShell) -> None:
-    args, _ = parse_magic_line(
-        magic(ip, "llm_predict"), "--max-tokens 9 --top-p 0.5 --stop A --stop B", free_text=True
-    )
+    args, _ = parse_magic_line(magic(ip, "llm_predict"), "--max-tokens 9 --top-p 0.5 --stop A --stop B", free_text=True)
     assert generation_params(args) == {"max_tokens": 9, "top_p": 0.5, "stop": ["A", "B"]}
     extra, _ = parse_magic_line(
         magic(ip, "llm_predict"), "--param seed=7 --param ignore_eos=true --param tag=x", free_text=True
@@ -192,3 +190,15 @@ def test_unload_and_reload(ip: InteractiveShell) -> None:
     from odsc_magics.config import current_settings
 
     assert current_settings() is magic(ip, "llm_predict").__self__
+
+
+def test_terminal_ipython_prints_the_stream(
+    ip: InteractiveShell, backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+    result = ip.run_cell("%%llm_predict -d test-llm --max-tokens 12 -o said\nSay something.")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    assert ip.user_ns["said"] and ip.user_ns["said"] in out
+    assert ip.user_ns["_llm_last"].usage["completion_tokens"] > 0
