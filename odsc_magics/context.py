@@ -102,6 +102,7 @@ class Context:
         self.http.mount("http://", adapter)
         self.http.mount("https://", adapter)
         self.http.auth = credentials
+        _read_environment_once(self.http, local=self.local_endpoint is not None)
         self._data_science: Any = None
         self._lock = threading.Lock()
         self._targets: dict[str, tuple[float, Any]] = {}
@@ -275,3 +276,19 @@ def get_context(settings: LLMSettings | None = None) -> Context:
         context = _build(settings)
         _contexts[key] = context
         return context
+
+
+def _read_environment_once(session: Any, *, local: bool) -> None:
+    """Proxies and CA bundle from the environment, read here once instead of on every request.
+
+    requests re-reads them per request when ``trust_env`` is on, which costs about a millisecond each time:
+    more than the rest of the client's work on a batch's hot path.
+    """
+    import urllib.request
+
+    if not local and urllib.request.getproxies():
+        return  # proxies with their no_proxy rules: leave them to requests, per request
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle

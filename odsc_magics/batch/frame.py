@@ -126,8 +126,7 @@ def predict_frame(
     except KeyboardInterrupt:
         bar.close(runner.tally, runner.limiter, interrupted=True)
         _last_partial = columns.frame(df, note="not answered: interrupted")
-        if store is not None:
-            store.close()
+        # The store stays open: a request still in flight records its row when it lands.
         raise BatchInterrupted(_last_partial) from None
     summary = bar.close(tally, runner.limiter)
     if store is not None:

@@ -169,8 +169,11 @@ class BatchRunner:
             if self.fatal is not None or self.stop_on_failure:
                 self._drain()
         except BaseException:
+            # Interrupted: send nothing more, give the requests in flight a moment to land (their rows are
+            # delivered and checkpointed), then hand control back without waiting for slow ones.
             self.stop.set()
             self._workers.shutdown(wait=False, cancel_futures=True)
+            self._drain(timeout=2.0)
             raise
         self._workers.shutdown(wait=True)
         return self.tally
@@ -271,10 +274,11 @@ class BatchRunner:
                 timeout = min(timeout, max(0.0, self._retries[0][0] - time.monotonic()))
             self._cond.wait(timeout=timeout)
 
-    def _drain(self) -> None:
+    def _drain(self, timeout: float | None = None) -> None:
         """Let in-flight requests finish (their rows are kept); queued retries are not sent."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._running:
+            while self._running and (deadline is None or time.monotonic() < deadline):
                 self._cond.wait(timeout=0.1)
 
     def unfinished(self) -> list[Job]:
