@@ -6,9 +6,7 @@ from __future__ import annotations
 class ApiError(Exception):
     """An error response: HTTP status, platform error code and a message for the caller."""
 
-    def __init__(
-        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -154,9 +154,7 @@ def _service_model(name: str, org: str, license_: str, task: str, context: int, 
             "shape": shapes,
             "configuration": {
                 shape: {
-                    "parameters": {
-                        "VLLM_PARAMS": f"--max-model-len {4096 if '.A10.1' in shape else context}"
-                    },
+                    "parameters": {"VLLM_PARAMS": f"--max-model-len {4096 if '.A10.1' in shape else context}"},
                     "env": {},
                     "shape_info": {},
                     "multi_model_deployment": [],

@@ -60,9 +60,7 @@ def render_deployment(runtime: Runtime, record: dict) -> dict:
 def _check_if_match(request: web.Request, etag: str) -> None:
     wanted = request.headers.get("if-match")
     if wanted and wanted != "*" and wanted.strip('"') != etag:
-        raise ApiError(
-            412, "PreconditionFailed", "The if-match etag does not match the resource's current etag"
-        )
+        raise ApiError(412, "PreconditionFailed", "The if-match etag does not match the resource's current etag")
 
 
 def _deployment(runtime: Runtime, request: web.Request) -> dict:
@@ -110,9 +108,7 @@ def _validate_config(runtime: Runtime, config: Any, *, partial: bool = False) ->
     if not model_id and not partial:
         raise missing("modelConfigurationDetails.modelId")
     if model_id and model_id not in catalog.SERVICE_MODELS_BY_ID and model_id not in runtime.store.models:
-        raise ApiError(
-            400, "RelatedResourceNotAuthorizedOrNotFound", f"Model {model_id} not found or not authorized"
-        )
+        raise ApiError(400, "RelatedResourceNotAuthorizedOrNotFound", f"Model {model_id} not found or not authorized")
     instance = model_config.get("instanceConfiguration")
     if instance is None:
         if not partial:
@@ -172,8 +168,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     record = {
         "id": new_ocid("datasciencemodeldeployment"),
         "timeCreated": rfc3339(now),
-        "displayName": details.get("displayName")
-        or time.strftime("modeldeployment%Y%m%d%H%M%S", time.gmtime(now)),
+        "displayName": details.get("displayName") or time.strftime("modeldeployment%Y%m%d%H%M%S", time.gmtime(now)),
         "description": details.get("description"),
         "projectId": details["projectId"],
         "createdBy": runtime.identity.user,
@@ -199,9 +194,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     return _deployment_answer(runtime, record, work_request["id"], created=True)
 
 
-def _deployment_answer(
-    runtime: Runtime, record: dict, wr_id: str | None, *, created: bool = False
-) -> web.Response:
+def _deployment_answer(runtime: Runtime, record: dict, wr_id: str | None, *, created: bool = False) -> web.Response:
     body = render_deployment(runtime, record)
     headers = {"etag": etag_of(body)}
     if wr_id:
@@ -608,9 +601,7 @@ async def list_shapes(request: web.Request) -> web.Response:
 
 
 async def reserved_logging(request: web.Request) -> web.Response:
-    raise ApiError(
-        404, "NotAuthorizedOrNotFound", "Logging Search is not available on this local backend yet"
-    )
+    raise ApiError(404, "NotAuthorizedOrNotFound", "Logging Search is not available on this local backend yet")
 
 
 def add_routes(app: web.Application) -> None:

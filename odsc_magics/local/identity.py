@@ -96,9 +96,7 @@ def load_or_create(state_dir: Path) -> Identity:
         ),
     )
     (state_dir / "key_public.pem").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     identity = Identity(
         tenancy=new_ocid("tenancy", regional=False),

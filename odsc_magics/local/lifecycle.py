@@ -151,14 +151,10 @@ class Lifecycle:
             deployment["lifecycleState"] = "FAILED" if fail else pending["to"]
             deployment["lifecycleDetails"] = fail or _details(deployment["lifecycleState"])
             if deployment["lifecycleState"] == "ACTIVE":
-                system = deployment.setdefault(
-                    "modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"}
-                )
+                system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
                 system["currentInstanceCount"] = _instance_count(deployment)
             elif deployment["lifecycleState"] in {"INACTIVE", "DELETED", "FAILED"}:
-                system = deployment.setdefault(
-                    "modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"}
-                )
+                system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
                 system["currentInstanceCount"] = 0
             deployment["_pending"] = None
             if work_request:
@@ -240,13 +236,9 @@ def work_request_logs(work_request: dict, now: float | None = None) -> list[dict
         if fail and fraction > _FAIL_AT:
             break
         if fraction <= limit or (fail and work_request["_final"]):
-            entries.append(
-                {"message": template.format(**fields), "timestamp": rfc3339(accepted + fraction * duration)}
-            )
+            entries.append({"message": template.format(**fields), "timestamp": rfc3339(accepted + fraction * duration)})
     if fail and work_request["_final"]:
-        entries.append(
-            {"message": f"Model deployment failed: {fail}", "timestamp": rfc3339(work_request["_finished"])}
-        )
+        entries.append({"message": f"Model deployment failed: {fail}", "timestamp": rfc3339(work_request["_finished"])})
     return entries
 
 

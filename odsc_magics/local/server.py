@@ -35,9 +35,7 @@ async def gateway(request: web.Request, handler) -> web.StreamResponse:
     try:
         if request.path.startswith("/_emulator/"):
             if request.remote not in LOOPBACK:
-                raise ApiError(
-                    403, "NotAllowed", "The emulator's own endpoints answer only to loopback clients"
-                )
+                raise ApiError(403, "NotAllowed", "The emulator's own endpoints answer only to loopback clients")
             return await handler(request)
         length = request.content_length
         if length is not None and length > MAX_BODY:
@@ -54,13 +52,9 @@ async def gateway(request: web.Request, handler) -> web.StreamResponse:
     except SignatureError as exc:
         return error_response(ApiError(401, "NotAuthenticated", f"The request is not authenticated: {exc}"))
     except web.HTTPRequestEntityTooLarge:
-        return error_response(
-            ApiError(413, "PayloadTooLarge", "The request body is larger than the 10 MB limit")
-        )
+        return error_response(ApiError(413, "PayloadTooLarge", "The request body is larger than the 10 MB limit"))
     except web.HTTPMethodNotAllowed as exc:
-        return error_response(
-            ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here: {exc.reason}")
-        )
+        return error_response(ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here: {exc.reason}"))
     except web.HTTPNotFound:
         return error_response(
             ApiError(

@@ -103,13 +103,9 @@ class Verifier:
         except ValueError:
             raise SignatureError("the signature is not valid base64") from None
         try:
-            self.public_key.verify(
-                signature, "\n".join(lines).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
-            )
+            self.public_key.verify(signature, "\n".join(lines).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
-            raise SignatureError(
-                "the signature does not verify with the local profile's public key"
-            ) from None
+            raise SignatureError("the signature does not verify with the local profile's public key") from None
 
     def _check_date(self, value: str, now: float | None) -> None:
         if value == self._last_date[0]:

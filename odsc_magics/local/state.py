@@ -58,9 +58,7 @@ class Store:
         if self.access_path.exists():
             try:
                 loaded = json.loads(self.access_path.read_text())
-                self.access_logs = {
-                    key: deque(entries, maxlen=ACCESS_LOG_LIMIT) for key, entries in loaded.items()
-                }
+                self.access_logs = {key: deque(entries, maxlen=ACCESS_LOG_LIMIT) for key, entries in loaded.items()}
             except (OSError, ValueError):
                 self.access_logs = {}
 

@@ -98,9 +98,7 @@ class RunningBackend:
     def service_model_id(self, name: str = DEFAULT_MODEL) -> str:
         """The OCID of a catalog (service) model by display name."""
         client = self.data_science_client()
-        models = client.list_models(
-            compartment_id=self.compartment_id, category="SERVICE", display_name=name
-        ).data
+        models = client.list_models(compartment_id=self.compartment_id, category="SERVICE", display_name=name).data
         if not models:
             raise LookupError(f"no service model named {name!r}")
         return models[0].id
@@ -207,9 +205,7 @@ def start_backend(state_dir: str | Path, *flags: str, timeout: float = 30.0) -> 
     log = open(directory / "server.log", "ab")  # noqa: SIM115 - handed to the child
     from odsc_magics.local.process import child_env
 
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=child_env()
-    )
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=child_env())
     log.close()
     lines: list[bytes] = []
     ready = threading.Event()

@@ -119,9 +119,7 @@ def test_predict_streams_only_with_enable_streaming(backend):
 
 
 def test_stream_endpoint_requires_stream_true(backend):
-    response = backend.session().post(
-        backend.deployment["url"] + "/predictWithResponseStream", json=COMPLETION
-    )
+    response = backend.session().post(backend.deployment["url"] + "/predictWithResponseStream", json=COMPLETION)
     assert response.status_code == 409
     assert response.json()["code"] == "ExternalServerIncorrectState"
 
@@ -135,9 +133,7 @@ def test_route_header_and_path_suffix(backend):
     assert suffixed["object"] == "chat.completion"
     models = session.get(base + "/predict/v1/models")
     assert models.status_code == 200 and models.json()["data"][0]["id"] == "odsc-llm"
-    streamed = session.post(
-        base + "/predictWithResponseStream/v1/chat/completions", json={**CHAT, "stream": True}
-    )
+    streamed = session.post(base + "/predictWithResponseStream/v1/chat/completions", json={**CHAT, "stream": True})
     assert json.loads(_sse_payloads(streamed.text.splitlines())[0])["object"] == "chat.completion.chunk"
     plain_get = session.get(base + "/predict")
     assert plain_get.status_code == 405 and plain_get.json()["code"] == "MethodNotAllowed"
@@ -194,9 +190,7 @@ def test_invalid_json_unknown_and_inactive(backend):
         headers={"content-type": "application/json"},
     )
     assert invalid.status_code == 400 and "not valid JSON" in invalid.json()["message"]
-    unknown = session.post(
-        f"{backend.endpoint}/ocid1.datasciencemodeldeployment.oc1.iad.nope/predict", json=COMPLETION
-    )
+    unknown = session.post(f"{backend.endpoint}/ocid1.datasciencemodeldeployment.oc1.iad.nope/predict", json=COMPLETION)
     assert unknown.status_code == 404 and unknown.json()["code"] == "NotAuthorizedOrNotFound"
     assert unknown.headers["opc-request-id"]
 
@@ -208,8 +202,7 @@ def test_invalid_json_unknown_and_inactive(backend):
     assert inactive.status_code == 409
     assert inactive.json() == {
         "code": "IncorrectState",
-        "message": f"Model deployment {md_id} is INACTIVE; "
-        "only an ACTIVE model deployment serves predictions",
+        "message": f"Model deployment {md_id} is INACTIVE; only an ACTIVE model deployment serves predictions",
     }
 
 
@@ -241,7 +234,5 @@ def test_stats_and_access_log(backend):
 
     with urllib.request.urlopen(f"{backend.endpoint}/_emulator/access_logs") as response:
         entries = json.loads(response.read())[md_id]
-    assert (
-        entries[-1]["method"] == "POST" and entries[-1]["path"] == "/predict" and entries[-1]["status"] == 200
-    )
+    assert entries[-1]["method"] == "POST" and entries[-1]["path"] == "/predict" and entries[-1]["status"] == 200
     assert {"time", "latency", "opcRequestId"} <= set(entries[-1])

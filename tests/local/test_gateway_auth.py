@@ -54,9 +54,7 @@ def test_wrong_key_is_refused(backend, tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "other.pem"
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     config = backend.oci_config()
     forged = oci.signer.Signer(config["tenancy"], config["user"], config["fingerprint"], str(key_file))
@@ -70,9 +68,7 @@ def test_sdk_with_wrong_key_gets_service_error(backend, tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "other.pem"
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     config = {**backend.oci_config(), "key_file": str(key_file)}
     client = oci.data_science.DataScienceClient(

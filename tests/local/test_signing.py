@@ -52,9 +52,7 @@ def test_sdk_signatures_verify(profile):
     _verify(verifier, _signed(signer, "GET", "http://127.0.0.1:9/20190101/models?compartmentId=x&limit=2"))
     _verify(verifier, _signed(signer, "POST", "http://127.0.0.1:9/ocid1.x/predict", json={"prompt": "hi"}))
     _verify(verifier, _signed(signer, "DELETE", "http://127.0.0.1:9/20190101/modelDeployments/ocid1.x"))
-    _verify(
-        verifier, _signed(signer, "PUT", "http://127.0.0.1:9/20190101/modelDeployments/ocid1.x", data="{}")
-    )
+    _verify(verifier, _signed(signer, "PUT", "http://127.0.0.1:9/20190101/modelDeployments/ocid1.x", data="{}"))
 
 
 @pytest.mark.parametrize(
@@ -98,9 +96,7 @@ def test_other_key_and_key_id(profile, tmp_path):
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    same_id = oci.signer.Signer(
-        identity.tenancy, identity.user, identity.fingerprint, None, private_key_content=pem
-    )
+    same_id = oci.signer.Signer(identity.tenancy, identity.user, identity.fingerprint, None, private_key_content=pem)
     with pytest.raises(SignatureError, match="does not verify"):
         _verify(verifier, _signed(same_id, "GET", "http://127.0.0.1:9/x"))
     other_id = oci.signer.Signer(identity.tenancy, identity.user, "aa:bb", None, private_key_content=pem)
