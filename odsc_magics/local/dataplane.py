@@ -118,9 +118,9 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         try:
             body = json.loads(raw)
         except ValueError as exc:
-            raise ApiError(400, "InvalidParameter", f"The request body is not valid JSON: {exc}") from None
+            raise ApiError(400, "CannotParseRequest", f"The request body is not valid JSON: {exc}") from None
     elif not suffix:
-        raise ApiError(400, "InvalidParameter", "The request body is not valid JSON: it is empty")
+        raise ApiError(400, "CannotParseRequest", "The request body is not valid JSON: it is empty")
     wants_stream = isinstance(body, dict) and body.get("stream") is True
     if stream_endpoint and not wants_stream:
         raise ApiError(

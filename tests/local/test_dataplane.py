@@ -189,7 +189,8 @@ def test_invalid_json_unknown_and_inactive(backend):
         data=b"{not json",
         headers={"content-type": "application/json"},
     )
-    assert invalid.status_code == 400 and "not valid JSON" in invalid.json()["message"]
+    assert invalid.status_code == 400 and invalid.json()["code"] == "CannotParseRequest"
+    assert "not valid JSON" in invalid.json()["message"]
     unknown = session.post(f"{backend.endpoint}/ocid1.datasciencemodeldeployment.oc1.iad.nope/predict", json=COMPLETION)
     assert unknown.status_code == 404 and unknown.json()["code"] == "NotAuthorizedOrNotFound"
     assert unknown.headers["opc-request-id"]
