@@ -59,6 +59,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where the prebuilt JupyterLab extension is installed (share/jupyter/labextensions/odsc-magics)."""
+    return [{"src": "labextension", "dest": "odsc-magics"}]
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    """The Jupyter server extension (REST handlers for the LLM Deployments panel); imported only by the server."""
+    return [{"module": "odsc_magics.server"}]
+
+
 class _Package(types.ModuleType):
     """Keeps ``odsc_magics.deploy`` the function when the submodule of the same name gets imported."""
 
