@@ -5,7 +5,7 @@ one request takes, then runs the same frame with concurrency="auto", fixed C/2, 
 one-row-at-a-time loop, printing rows/s, the ratio to the ideal and the share of requests throttled (429s
 counted by the backend). Finally it measures the peak memory of 100,000 rows of ~1 KB prompts.
 
-    python benchmarks/batch_throughput.py [--capacities 8,32,128] [--rows 1000] [--ttft-ms 200]
+    python benchmarks/batch_throughput.py [--capacities 8,32,128] [--rows N] [--ttft-ms 500]
         [--tokens-per-s 100] [--max-tokens 10] [--memory-rows 100000]
 """
 
@@ -26,8 +26,8 @@ os.environ.setdefault("OCI_SDK_DEFAULT_CIRCUITBREAKER_ENABLED", "false")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capacities", default="8,32,128")
-    parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--ttft-ms", type=float, default=200.0)
+    parser.add_argument("--rows", type=int, default=None, help="rows per run (default max(1000, 25 C))")
+    parser.add_argument("--ttft-ms", type=float, default=500.0)
     parser.add_argument("--tokens-per-s", type=float, default=100.0)
     parser.add_argument("--max-tokens", type=int, default=10)
     parser.add_argument("--memory-rows", type=int, default=100_000)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from odsc_magics.local.testing import start_backend
 
-    print(f"rows={args.rows} ttft_ms={args.ttft_ms} tokens_per_s={args.tokens_per_s} max_tokens={args.max_tokens}")
+    print(f"ttft_ms={args.ttft_ms} tokens_per_s={args.tokens_per_s} max_tokens={args.max_tokens}")
     for capacity in [int(c) for c in args.capacities.split(",")]:
         with tempfile.TemporaryDirectory() as state:
             backend = start_backend(
@@ -55,14 +55,16 @@ def main(argv: list[str] | None = None) -> int:
                 per_request = _time_per_request(endpoint, args.max_tokens)
                 ideal = capacity / per_request
                 print(f"\nC={capacity}: time per request {per_request * 1000:.0f} ms, ideal {ideal:.1f} rows/s")
-                frame = pd.DataFrame({"n": range(args.rows)})
+                rows = args.rows or max(1000, 25 * capacity)
+                frame = pd.DataFrame({"n": range(rows)})
+                print(f"  {rows} rows per run")
                 runs = [("auto", "auto"), ("fixed C/2", max(1, capacity // 2)), ("fixed C", capacity),
                         ("fixed 2C", capacity * 2)]  # fmt: skip
                 for label, concurrency in runs:
                     rate, throttled = _measure(backend, deployment, _frame_run(frame, endpoint, concurrency, args))
                     _report(label, rate, ideal, throttled)
                 loop = _row_loop(frame.head(args.loop_rows), endpoint, args)
-                rate, throttled = _measure(backend, deployment, loop, rows=min(args.loop_rows, args.rows))
+                rate, throttled = _measure(backend, deployment, loop, rows=min(args.loop_rows, rows))
                 _report("row loop", rate, ideal, throttled)
             finally:
                 backend.stop()

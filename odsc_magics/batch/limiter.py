@@ -9,11 +9,11 @@ import time
 class AdaptiveLimiter:
     """How many requests may be in flight: grows while they succeed, shrinks on throttling.
 
-    Additive increase (one more slot per window of ``limit`` successes) with a decrease that uses what the
-    throttle says: a 429/503 answering a request sent while ``n`` were in flight means the endpoint holds
-    about ``n - 1``, so the limit drops to that (never below half, the classic multiplicative decrease,
-    unless throttles keep coming). Once a ceiling has been seen, probing above it slows down so that the
-    throttled share stays small while the endpoint is kept full. ``fixed`` pins the limit instead.
+    Slow start (two more slots per success) until the first throttle, then additive increase (one more
+    slot per window of ``limit`` successes). A 429/503 answering a request sent while ``n`` were in flight
+    means the endpoint holds about ``n - 1``, so the limit drops to that (never below half at once: the
+    classic multiplicative decrease), and that becomes the known ceiling, above which probing slows down
+    so that the throttled share stays small while the endpoint is kept full. ``fixed`` pins the limit.
     """
 
     def __init__(self, *, initial: int = 4, maximum: int = 512, fixed: int | None = None) -> None:
@@ -63,11 +63,14 @@ class AdaptiveLimiter:
         with self._cond:
             self._since_change += 1
             if self.ceiling is None:
-                window = 1.0  # slow start: one more slot per success doubles the limit every round trip
-            elif self._limit >= self.ceiling:
-                window = self._limit * 8  # probe above the known ceiling only now and then
-            else:
-                window = self._limit
+                # Slow start: two more slots per success triple the limit every round trip. Overshooting
+                # is cheap: throttles come back at once and set the ceiling.
+                self._limit = min(float(self.maximum), self._limit + 2)
+                self._since_change = 0
+                self._cond.notify_all()
+                return
+            # Above the known ceiling, probe only now and then.
+            window = self._limit * 8 if self._limit >= self.ceiling else self._limit
             if self._since_change >= window and self._limit < self.maximum:
                 self._limit += 1
                 self._since_change = 0

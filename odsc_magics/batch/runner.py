@@ -122,7 +122,7 @@ class BatchRunner:
         max_concurrency: int = 256,
     ) -> None:
         fixed = None if concurrency == "auto" else int(concurrency)
-        self.limiter = AdaptiveLimiter(initial=4, maximum=max_concurrency, fixed=fixed)
+        self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed)
         self.rate = RateLimiter(max_rps)
         self.send = send
         self.deliver = deliver

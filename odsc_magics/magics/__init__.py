@@ -39,6 +39,9 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     use_settings(magics)
     _loaded[id(ipython)] = magics
+    from odsc_magics.batch.hook import register_accessor_when_pandas_loads
+
+    register_accessor_when_pandas_loads()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -7,11 +7,11 @@ import threading
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
 
 
-def test_slow_start_grows_one_slot_per_success_until_a_throttle():
+def test_slow_start_grows_two_slots_per_success_until_a_throttle():
     limiter = AdaptiveLimiter(initial=4)
     for _ in range(10):
         limiter.on_success()
-    assert limiter.limit == 14
+    assert limiter.limit == 24
 
 
 def test_throttle_sets_limit_to_what_was_in_flight_before_it():
