@@ -1,31 +1,49 @@
-"""Model deployments on the Data Science control plane: deploy an AQUA-style vLLM deployment, wait, list."""
+"""Model deployments on the Data Science control plane: deploy AQUA-style vLLM deployments, watch, manage."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import re
+import shlex
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from odsc_magics.config import LLMSettings, current_settings, set_default_target
+from odsc_magics.config import LLMSettings, current_settings, default_target, set_default_target
 from odsc_magics.errors import (
     ConfigurationError,
     DeploymentFailedError,
     DeploymentNotActiveError,
     NotFoundError,
+    OdscMagicsError,
     ValidationError,
 )
 
-__all__ = ["VLLM_IMAGE", "Deployment", "deploy", "deployments", "get_deployment"]
+__all__ = [
+    "RESTRICTED_FLAGS",
+    "VLLM_IMAGE",
+    "Deployment",
+    "build_params",
+    "deploy",
+    "deployments",
+    "get_deployment",
+]
 
 VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
 SERVED_MODEL_NAME = "odsc-llm"
+BASE_PARAMS = f"--served-model-name {SERVED_MODEL_NAME} --seed 42"
+RESTRICTED_FLAGS = ("--port", "--host", "--served-model-name", "--seed")  # the serving container sets them
 PORT = 8080
 BANDWIDTH_MBPS = 10
 MIN_CALL_INTERVAL = 1.0  # at most one control-plane call per second while waiting
 MAX_POLL_INTERVAL = 10.0
 _TERMINAL_WR = ("SUCCEEDED", "FAILED", "CANCELED")
+_TRANSITIONAL = ("CREATING", "UPDATING", "DELETING")
+_MAX_LEN = re.compile(r"--max-model-len[= ](\d+)")
+
+ProgressCallback = Callable[[float | None, str | None, str | None], Any]
 
 
 def _retry_token() -> str:
@@ -33,11 +51,11 @@ def _retry_token() -> str:
 
 
 class _Pacer:
-    """Keeps calls at least ``interval`` seconds apart."""
+    """Keeps calls at least ``interval`` seconds apart (counting from its creation: a call just happened)."""
 
     def __init__(self, interval: float = MIN_CALL_INTERVAL) -> None:
         self.interval = interval
-        self._last = 0.0
+        self._last = time.monotonic()
 
     def wait(self, at_least: float = 0.0) -> None:
         due = self._last + max(self.interval, at_least)
@@ -53,16 +71,62 @@ def _context(settings: LLMSettings | None) -> Any:
     return get_context(settings if settings is not None else current_settings())
 
 
+def _get(obj: Any, *path: str) -> Any:
+    for name in path:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
 def _env(raw: Any) -> dict:
-    try:
-        env = raw.model_deployment_configuration_details.environment_configuration_details
-        return dict(env.environment_variables or {})
-    except AttributeError:
-        return {}
+    env = _get(raw, "model_deployment_configuration_details", "environment_configuration_details")
+    return dict(getattr(env, "environment_variables", None) or {})
+
+
+def build_params(max_model_len: int | None = None, vllm_params: str | Sequence[str] | None = None) -> str:
+    """The container's ``PARAMS``: the fixed flags, ``--max-model-len`` and the user's vLLM flags.
+
+    Raises ValidationError for a flag the serving container sets itself, or a max model length given twice.
+    """
+    chunks = [vllm_params] if isinstance(vllm_params, str) else [str(p) for p in vllm_params or []]
+    flags: list[str] = []
+    for chunk in chunks:
+        try:
+            flags.extend(shlex.split(chunk))
+        except ValueError as exc:
+            raise ValidationError(f"The vLLM flags {chunk!r} cannot be parsed: {exc}.") from None
+    for token in flags:
+        name = token.split("=", 1)[0]
+        if name in RESTRICTED_FLAGS:
+            raise ValidationError(
+                f"The vLLM flag {name} cannot be set: the serving container sets it.",
+                hint=f"Remove {name}; the container serves the model as {SERVED_MODEL_NAME!r} on port {PORT}.",
+                target=name,
+            )
+    if max_model_len is not None:
+        if max_model_len < 1:
+            raise ValidationError(f"max_model_len must be at least 1, not {max_model_len}.")
+        if any(t.split("=", 1)[0] == "--max-model-len" for t in flags):
+            raise ValidationError(
+                "--max-model-len is given twice (as max_model_len and in the vLLM flags).",
+                hint="Give it once.",
+            )
+    parts = [BASE_PARAMS]
+    if max_model_len:
+        parts.append(f"--max-model-len {max_model_len}")
+    parts.extend(shlex.quote(f) for f in flags)
+    return " ".join(parts)
+
+
+def params_max_model_len(params: str) -> int | None:
+    """The ``--max-model-len`` of a PARAMS string, if any."""
+    found = _MAX_LEN.search(params or "")
+    return int(found.group(1)) if found else None
 
 
 class Deployment:
-    """One model deployment: its OCID, display name, lifecycle state and data-plane URL."""
+    """One model deployment: identity, state and URL, lifecycle actions, logs, and its endpoint."""
 
     def __init__(
         self,
@@ -83,6 +147,16 @@ class Deployment:
         self.name: str = raw.display_name
         self.state: str = raw.lifecycle_state
         self.url: str = (raw.model_deployment_url or "").rstrip("/")
+        model_config = _get(raw, "model_deployment_configuration_details", "model_configuration_details")
+        self.shape: str | None = _get(model_config, "instance_configuration", "instance_shape_name")
+        self.model_id: str | None = getattr(model_config, "model_id", None)
+        self.instances: int | None = _get(model_config, "scaling_policy", "instance_count")
+        self.model_name: str | None = (raw.freeform_tags or {}).get("aqua_model_name")
+        from odsc_magics.logs import _rfc3339
+
+        self.time_created: str | None = _rfc3339(getattr(raw, "time_created", None))
+        self.lifecycle_details: str | None = getattr(raw, "lifecycle_details", None)
+        self._full = hasattr(raw, "lifecycle_details")  # summaries from a listing lack it
 
     def __repr__(self) -> str:
         return f"<Deployment {self.name!r} {self.state} {self.id}>"
@@ -92,113 +166,314 @@ class Deployment:
         """True when the deployment serves /v1/chat/completions by default."""
         return _env(self.raw).get("MODEL_DEPLOY_PREDICT_ENDPOINT") == "/v1/chat/completions"
 
-    def to_dict(self) -> dict:
-        """The deployment as the service describes it (camelCase JSON)."""
-        import oci
+    @property
+    def max_model_len(self) -> int | None:
+        return params_max_model_len(_env(self.raw).get("PARAMS", ""))
 
-        return oci.util.to_dict(self.raw)
+    def to_dict(self) -> dict:
+        """The deployment as JSON-able data (what the JupyterLab panel shows)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "url": self.url,
+            "shape": self.shape,
+            "model": self.model_name,
+            "model_id": self.model_id,
+            "created": self.time_created,
+            "chat": self.is_chat,
+            "lifecycle_details": self.lifecycle_details,
+        }
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {k} | {v if v is not None else ''} |" for k, v in self.to_dict().items())
+        return f"**Model deployment {self.name}**\n\n| | |\n|---|---|\n{rows}"
+
+    # ------------------------------------------------------------------------------------ control plane
+
+    def _client(self) -> Any:
+        return self.context.data_science()
 
     def refresh(self) -> Deployment:
         """Read the deployment again from the control plane."""
-        client = self.context.data_science()
-        self._set(
-            self.context.call("Reading the model deployment", client.get_model_deployment, self.id).data
-        )
+        raw = self.context.call("Reading the model deployment", self._client().get_model_deployment, self.id).data
+        self._set(raw)
         return self
 
-    def _work_request_errors(self) -> list[dict]:
-        client = self.context.data_science()
-        try:
-            errors = self.context.call(
-                "Reading the work request errors", client.list_work_request_errors, self.work_request_id
-            ).data
-        except Exception:
+    def _latest_work_request(self) -> str | None:
+        """The newest work request of this deployment (to watch one started elsewhere)."""
+        if not self.context.compartment_id:
+            return None
+        found = self.context.call(
+            "Listing the deployment's work requests",
+            self._client().list_work_requests,
+            compartment_id=self.context.compartment_id,
+            resource_id=self.id,
+            sort_by="timeAccepted",
+            sort_order="DESC",
+            limit=5,
+        ).data
+        found = sorted(found, key=lambda w: w.time_accepted, reverse=True)
+        return found[0].id if found else None
+
+    def _last_log_message(self) -> str | None:
+        logs = self.context.call(
+            "Reading the work request logs", self._client().list_work_request_logs, self.work_request_id
+        ).data
+        return logs[-1].message if logs else None
+
+    def _work_request_errors(self, work_request_id: str | None = None) -> list[dict]:
+        work_request_id = work_request_id or self.work_request_id
+        if not work_request_id:
             return []
+        errors = self.context.call(
+            "Reading the work request errors", self._client().list_work_request_errors, work_request_id
+        ).data
         return [{"code": e.code, "message": e.message} for e in errors]
 
-    def _failed(self, errors: list[dict]) -> DeploymentFailedError:
-        detail = "; ".join(e["message"] for e in errors if e.get("message")) or (
-            getattr(self.raw, "lifecycle_details", None) or "no details given"
-        )
-        return DeploymentFailedError(
-            f"The model deployment {self.name} ({self.id}) FAILED: {detail}",
-            diagnosis=errors,
-            hint="Check the shape's capacity and limits, the model and its logs, then deploy again.",
-            target=self.id,
-        )
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        progress: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> Deployment:
+        """Follow the deployment's work request until it ends; raise DeploymentFailedError if it failed.
 
-    def _poll(self, pacer: _Pacer) -> Iterator[tuple[str, float]]:
-        """(status, percent) of the work request, or of the lifecycle state when no work request is known."""
-        client = self.context.data_science()
-        interval = MIN_CALL_INTERVAL
-        while True:
-            pacer.wait(interval)
-            if self.work_request_id:
-                wr = self.context.call(
-                    "Reading the work request", client.get_work_request, self.work_request_id
-                ).data
-                yield wr.status, float(wr.percent_complete or 0.0)
-            else:
-                self.refresh()
-                yield self.state, 100.0 if self.state == "ACTIVE" else 0.0
-            interval = min(MAX_POLL_INTERVAL, interval * 1.5)
-
-    def wait(self, *, timeout: float | None = None, progress: bool = True) -> Deployment:
-        """Wait until the deployment's work request ends (or, without one, until it is ACTIVE or FAILED)."""
-        pacer = _Pacer()
-        started = time.monotonic()
-        bar = _progress_bar(self.name) if progress else None
+        Polls with backoff (1 s growing to 10 s; never more than one control-plane call a second), showing
+        percent complete and the work request's last log message in a progress bar (``progress``) and
+        through ``on_progress(percent, state, message)``. Interrupting leaves the deployment as it is.
+        """
+        bar = None
         try:
-            if self.state == "ACTIVE" and not self.work_request_id:
-                return self
-            for status, percent in self._poll(pacer):
-                if bar is not None:
-                    bar.update(max(0.0, min(100.0, percent) - bar.n))
-                    bar.set_postfix_str(status, refresh=True)
-                if status in _TERMINAL_WR or status in ("ACTIVE", "FAILED", "INACTIVE", "DELETED"):
-                    break
-                if timeout is not None and time.monotonic() - started > timeout:
-                    self.refresh()
-                    raise DeploymentNotActiveError(
-                        f"The model deployment {self.name} is still {self.state} after {timeout:g} s.",
-                        state=self.state,
-                        hint="Call wait() again, or look at its progress with `%llm_deploy`.",
-                        target=self.id,
-                    )
-            if self.work_request_id:
-                pacer.wait()
-                self.refresh()
-                if status != "SUCCEEDED":
-                    raise self._failed(self._work_request_errors())
-            if self.state == "FAILED":
-                raise self._failed([])
+            if not self.work_request_id:
+                if self.state == "FAILED":
+                    raise self._failure(self._work_request_errors(self._latest_work_request()))
+                if self.state not in _TRANSITIONAL:
+                    return self
+                self.work_request_id = self._latest_work_request()
+                if not self.work_request_id:
+                    return self
+            bar = _progress_bar(self.name) if progress else None
+            self._follow(bar, on_progress, timeout)
             return self
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"Stopped watching {self.name} ({self.id}); the deployment itself goes on. "
+                f"Resume watching with `%llm_deploy status {self.name}` or Deployment.wait()."
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
 
-    def activate(self, *, wait: bool = True, progress: bool = False) -> Deployment:
-        """Activate an INACTIVE deployment; with ``wait``, return once its work request has ended."""
-        client = self.context.data_science()
-        response = self.context.call(
-            "Activating the model deployment", client.activate_model_deployment, self.id
+    def _follow(self, bar: Any, on_progress: ProgressCallback | None, timeout: float | None) -> None:
+        pacer = _Pacer()
+        client = self._client()
+        started = time.monotonic()
+        interval = MIN_CALL_INTERVAL
+        shown_percent: float | None = None
+        message: str | None = None
+        transitional = self.state
+        while True:
+            pacer.wait(interval)
+            work_request = self.context.call(
+                "Reading the work request", client.get_work_request, self.work_request_id
+            ).data
+            status = work_request.status
+            percent = float(work_request.percent_complete or 0.0)
+            if status not in _TERMINAL_WR and percent != shown_percent:
+                pacer.wait()
+                message = self._last_log_message() or message
+            shown_percent = percent
+            _report(bar, on_progress, percent, transitional if status not in _TERMINAL_WR else status, message)
+            if status in _TERMINAL_WR:
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise DeploymentNotActiveError(
+                    f"The model deployment {self.name} is still {self.state} after {timeout:g} s.",
+                    state=self.state,
+                    hint=f"Keep watching with Deployment.wait() or `%llm_deploy status {self.name}`.",
+                    target=self.id,
+                )
+            interval = min(MAX_POLL_INTERVAL, interval * 1.5)
+        pacer.wait()
+        try:
+            self.refresh()
+        except NotFoundError:
+            if work_request.operation_type != "MODEL_DEPLOYMENT_DELETE":
+                raise
+            self.state = "DELETED"
+        _report(bar, on_progress, 100.0 if status == "SUCCEEDED" else shown_percent, self.state, message)
+        if status != "SUCCEEDED":
+            pacer.wait()
+            raise self._failure(self._work_request_errors())
+
+    def _failure(self, errors: list[dict]) -> DeploymentFailedError:
+        diagnosis = self._diagnosis(errors)
+        detail = "; ".join(e["message"] for e in errors if e.get("message")) or (
+            self.lifecycle_details or "no details given"
         )
+        error = DeploymentFailedError(
+            f"The model deployment {self.name} ({self.id}) FAILED: {detail}",
+            diagnosis=diagnosis,
+            hint=f"{diagnosis.summary} Next step: {diagnosis.next_step}",
+            target=self.id,
+        )
+        error.work_request_errors = errors  # type: ignore[attr-defined]
+        return error
+
+    def _diagnosis(self, errors: list[dict]) -> Any:
+        from odsc_magics.catalog import model_metadata, region_shapes
+        from odsc_magics.diagnosis import diagnose
+        from odsc_magics.sizing import model_spec_from
+
+        lines: list[str] = []
+        with contextlib.suppress(OdscMagicsError):
+            lines = [r["message"] for r in self.logs(tail=50, kind="predict")]
+        spec, shapes = None, None
+        try:
+            model = self.context.call("Reading the model", self._client().get_model, self.model_id).data
+            spec = model_spec_from(model.display_name, model_metadata(model))
+        except (OdscMagicsError, AttributeError):
+            spec = model_spec_from(self.model_name) if self.model_name else None
+        try:
+            shapes = region_shapes(context=self.context)
+        except OdscMagicsError:
+            shapes = None
+        return diagnose(
+            state=self.state,
+            work_request_errors=errors,
+            log_lines=lines,
+            shape=self.shape,
+            model=spec,
+            available_shapes=shapes,
+            max_model_len=self.max_model_len,
+        )
+
+    def diagnose(self) -> Any:
+        """Why a FAILED deployment failed (a ``Diagnosis``: summary, next step, evidence); None otherwise."""
+        if not self._full or self.state in _TRANSITIONAL:
+            self.refresh()
+        if self.state != "FAILED":
+            return None
+        return self._diagnosis(self._work_request_errors(self.work_request_id or self._latest_work_request()))
+
+    def _act(self, what: str, method: Callable[..., Any], wait: bool, progress: bool, on_progress: Any) -> Deployment:
+        response = self.context.call(what, method, self.id)
         self.work_request_id = response.headers.get("opc-work-request-id")
         self.context.forget_targets()
         self.refresh()
-        return self.wait(progress=progress) if wait else self
+        if wait:
+            self.wait(progress=progress, on_progress=on_progress)
+        return self
+
+    def activate(self, *, wait: bool = True, progress: bool = False, on_progress: Any = None) -> Deployment:
+        """Start an INACTIVE deployment again; with ``wait``, return once it is ACTIVE."""
+        self.refresh()
+        if self.state == "ACTIVE":
+            raise ValidationError(
+                f"The model deployment {self.name} is already ACTIVE.",
+                hint=f"Nothing to do: it serves predictions. `%llm_deploy deactivate {self.name}` stops it.",
+                target=self.id,
+            )
+        if self.state != "INACTIVE":
+            raise ValidationError(
+                f"The model deployment {self.name} is {self.state}; only an INACTIVE one can be activated.",
+                hint=_state_hint(self.state, self.name),
+                target=self.id,
+            )
+        return self._act(
+            "Activating the model deployment", self._client().activate_model_deployment, wait, progress, on_progress
+        )
+
+    def deactivate(self, *, wait: bool = True, progress: bool = False, on_progress: Any = None) -> Deployment:
+        """Stop an ACTIVE deployment (no compute is billed while INACTIVE); ``activate()`` starts it again."""
+        self.refresh()
+        if self.state == "INACTIVE":
+            raise ValidationError(
+                f"The model deployment {self.name} is already INACTIVE.",
+                hint=f"`%llm_deploy activate {self.name}` starts it again.",
+                target=self.id,
+            )
+        if self.state != "ACTIVE":
+            raise ValidationError(
+                f"The model deployment {self.name} is {self.state}; only an ACTIVE one can be deactivated.",
+                hint=_state_hint(self.state, self.name),
+                target=self.id,
+            )
+        return self._act(
+            "Deactivating the model deployment",
+            self._client().deactivate_model_deployment,
+            wait,
+            progress,
+            on_progress,
+        )
+
+    def delete(
+        self, *, wait: bool = True, force: bool = False, progress: bool = False, on_progress: Any = None
+    ) -> Deployment:
+        """Delete the deployment; an ACTIVE one only with ``force=True`` (``--yes``)."""
+        self.refresh()
+        if self.state in ("DELETED", "DELETING"):
+            raise ValidationError(f"The model deployment {self.name} is already {self.state}.", target=self.id)
+        if self.state == "ACTIVE" and not force:
+            raise ValidationError(
+                f"The model deployment {self.name} is ACTIVE; deleting it ends its endpoint.",
+                hint=f"Confirm with `%llm_deploy delete {self.name} --yes` (delete(force=True)), "
+                f"or deactivate it first.",
+                target=self.id,
+            )
+        if default_target(self.settings) == self.id:
+            set_default_target(None)
+        return self._act(
+            "Deleting the model deployment", self._client().delete_model_deployment, wait, progress, on_progress
+        )
+
+    # ---------------------------------------------------------------------------------------------- logs
+
+    def logs(self, *, tail: int = 50, since: Any = None, kind: str = "all") -> list[dict]:
+        """The newest ``tail`` access/predict log records, oldest first: ``{"time", "kind", "message", "id"}``.
+
+        ``since``: a datetime, an RFC3339 string or a timedelta (default: since the deployment was created).
+        """
+        from odsc_magics.logs import deployment_log_refs, search_deployment_logs
+
+        if kind not in ("all", "access", "predict"):
+            raise ValidationError(f"kind must be 'all', 'access' or 'predict', not {kind!r}.")
+        if not self._full:
+            self.refresh()
+        refs = deployment_log_refs(self.raw)
+        if not refs:
+            raise ValidationError(
+                f"The model deployment {self.name} has no logs configured.",
+                hint="Deploy with a log group and its access/predict logs (`%llm_deploy create ... --log-group G`, "
+                "or deploy(log_group_id=..., access_log_id=..., predict_log_id=...)).",
+                target=self.id,
+            )
+        refs = [r for r in refs if kind in ("all", r.kind)]
+        if not refs:
+            raise ValidationError(f"The model deployment {self.name} has no {kind} log configured.", target=self.id)
+        return search_deployment_logs(
+            self.context, self.id, refs, tail=tail, since=since, not_before=getattr(self.raw, "time_created", None)
+        )
+
+    def follow_logs(self, *, tail: int = 20, kind: str = "all", timeout: float | None = None, interval: float = 3.0):
+        """Yield the last ``tail`` records, then new ones as they arrive (until ``timeout`` or interrupted)."""
+        from odsc_magics.logs import follow_logs
+
+        def fetch(tail: int, since: Any) -> list[dict]:
+            return self.logs(tail=tail, since=since, kind=kind)
+
+        return follow_logs(fetch, tail=tail, timeout=timeout, interval=interval)
+
+    # ------------------------------------------------------------------------------------------ endpoint
 
     def endpoint(self) -> Any:
         """The data-plane Endpoint of this deployment."""
         from odsc_magics.client import Endpoint
 
         return Endpoint(
-            self.url,
-            deployment_id=self.id,
-            name=self.name,
-            context=self.context,
-            settings=self.settings,
-            kind="ocid",
+            self.url, deployment_id=self.id, name=self.name, context=self.context, settings=self.settings, kind="ocid"
         )
 
     def complete(self, prompt: str, **params: Any) -> Any:
@@ -221,66 +496,62 @@ class Deployment:
         return endpoint.complete("Hello", max_tokens=1)
 
 
+def _state_hint(state: str, name: str) -> str:
+    if state in _TRANSITIONAL:
+        return f"Wait until it settles: `%llm_deploy status {name}`."
+    if state == "FAILED":
+        return f"`%llm_deploy status {name}` shows why; delete it and deploy again."
+    return f"`%llm_deploy status {name}` shows its state."
+
+
+def _report(bar: Any, on_progress: ProgressCallback | None, percent: float | None, state: str, message: Any) -> None:
+    if bar is not None:
+        if percent is not None:
+            bar.update(max(0.0, min(100.0, percent) - bar.n))
+        postfix = state if not message else f"{state} · {str(message)[:70]}"
+        bar.set_postfix_str(postfix, refresh=True)
+    if on_progress is not None:
+        on_progress(percent, state, message)
+
+
 def _progress_bar(name: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=100,
-        desc=f"Deploying {name}",
-        unit="%",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-    )
-
-
-def _find_model(context: Any, model: str) -> Any:
-    """The Model for an OCID or a display name (service catalog, then the compartment's own models)."""
-    import oci
-
-    client = context.data_science()
-    if model.startswith("ocid1."):
-        return context.call("Reading the model", client.get_model, model).data
-    if not context.compartment_id:
-        raise ConfigurationError(
-            f"Cannot look up the model {model!r}: no compartment is known.",
-            hint="Set `%config LLMMagics.compartment_id = '...'`, or pass the model OCID.",
-        )
-    matches = []
-    for category in ("SERVICE", "USER"):
-        found = context.call(
-            f"Listing {category.lower()} models",
-            oci.pagination.list_call_get_all_results,
-            client.list_models,
-            compartment_id=context.compartment_id,
-            category=category,
-            display_name=model,
-        ).data
-        matches.extend(m for m in found if m.display_name == model and m.lifecycle_state == "ACTIVE")
-    if not matches:
-        raise NotFoundError(
-            f"No model named {model!r} in the service catalog or compartment {context.compartment_id}.",
-            hint="Use a catalog model's exact name (e.g. Mistral-7B-Instruct-v0.3) or a model OCID.",
-            target=model,
-        )
-    if len(matches) > 1:
-        listing = "; ".join(f"{m.display_name} {m.id} ({m.category})" for m in matches)
-        raise ValidationError(f"{len(matches)} models are named {model!r}: {listing}.", hint="Pass the OCID.")
-    return context.call("Reading the model", client.get_model, matches[0].id).data
+    return tqdm(total=100, desc=f"{name}", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
 
 def _deployment_details(
-    context: Any, model: Any, shape: str, name: str, chat: bool, extra_env: dict | None = None
+    context: Any,
+    model: Any,
+    shape: str,
+    name: str,
+    *,
+    chat: bool,
+    params: str,
+    instances: int,
+    bandwidth_mbps: int,
+    env: Mapping[str, Any] | None,
+    logs: Any,
 ) -> Any:
     from oci.data_science import models as m
 
-    metadata = {item.key: item.value for item in (model.custom_metadata_list or [])}
-    env = {
-        "PARAMS": f"--served-model-name {SERVED_MODEL_NAME} --seed 42",
+    from odsc_magics.catalog import model_metadata
+
+    metadata = model_metadata(model)
+    variables = {
+        "PARAMS": params,
         "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/chat/completions" if chat else "/v1/completions",
         "BASE_MODEL": metadata.get("artifact_location") or model.display_name,
         "PORT": str(PORT),
         "HEALTH_CHECK_PORT": str(PORT),
-        **{str(k): str(v) for k, v in (extra_env or {}).items()},
     }
+    for key, value in (env or {}).items():
+        if key in ("PARAMS", "MODEL_DEPLOY_PREDICT_ENDPOINT"):
+            raise ValidationError(
+                f"The environment variable {key} is set from the options.",
+                hint="Use vllm_params=/--param for vLLM flags and chat=/--chat for the route.",
+            )
+        variables[str(key)] = str(value)
     tags = {"OCI_AQUA": "active", "aqua_model_name": model.display_name}
     if (model.freeform_tags or {}).get("task"):
         tags["task"] = model.freeform_tags["task"]
@@ -292,23 +563,63 @@ def _deployment_details(
         project_id=context.project_id,
         compartment_id=context.compartment_id,
         freeform_tags=tags,
+        category_log_details=logs,
         model_deployment_configuration_details=m.SingleModelDeploymentConfigurationDetails(
             deployment_type="SINGLE_MODEL",
             model_configuration_details=m.ModelConfigurationDetails(
                 model_id=model.id,
                 instance_configuration=m.InstanceConfiguration(instance_shape_name=shape),
-                scaling_policy=m.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=1),
-                bandwidth_mbps=BANDWIDTH_MBPS,
+                scaling_policy=m.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=instances),
+                bandwidth_mbps=bandwidth_mbps,
             ),
             environment_configuration_details=m.OcirModelDeploymentEnvironmentConfigurationDetails(
                 environment_configuration_type="OCIR_CONTAINER",
                 image=VLLM_IMAGE,
                 server_port=PORT,
                 health_check_port=PORT,
-                environment_variables=env,
+                environment_variables=variables,
                 predict_api_specification="openai",
             ),
         ),
+    )
+
+
+def _log_details(log_group_id: str | None, access_log_id: str | None, predict_log_id: str | None) -> Any:
+    if not (access_log_id or predict_log_id):
+        return None
+    if not log_group_id:
+        raise ValidationError(
+            "Access and predict logs need their log group.", hint="Pass log_group_id= (`--log-group`) too."
+        )
+    from oci.data_science import models as m
+
+    def one(log_id: str | None) -> Any:
+        return m.LogDetails(log_id=log_id, log_group_id=log_group_id) if log_id else None
+
+    return m.CategoryLogDetails(access=one(access_log_id), predict=one(predict_log_id))
+
+
+def _check_fit(model: Any, shape: Any, params: str, offered: list, *, region: str) -> None:
+    """Refuse a model that cannot fit the shape's GPU memory, naming what would fit."""
+    from odsc_magics.catalog import model_metadata
+    from odsc_magics.sizing import fit, model_spec_from
+
+    spec = model_spec_from(model.display_name, model_metadata(model))
+    if spec is None:
+        return  # size unknown: nothing to check
+    verdict = fit(spec, shape, max_model_len=params_max_model_len(params), alternatives=offered)
+    if verdict.fits:
+        return
+    options = []
+    if verdict.suggested_shape:
+        options.append(f"--shape {verdict.suggested_shape}")
+    if verdict.suggested_max_model_len:
+        options.append(f"--max-model-len {verdict.suggested_max_model_len}")
+    step = f"Use {' or '.join(options)}" if options else f"No shape offered in {region} is big enough"
+    raise ValidationError(
+        f"{model.display_name} does not fit {shape.name}: {verdict.reason}.",
+        hint=f"{step}; `%llm_deploy shapes --model {model.display_name}` shows the fit of every shape.",
+        target=shape.name,
     )
 
 
@@ -317,23 +628,40 @@ def deploy(
     shape: str,
     *,
     name: str | None = None,
+    instances: int = 1,
+    max_model_len: int | None = None,
+    vllm_params: str | Sequence[str] | None = None,
+    env: Mapping[str, Any] | None = None,
+    bandwidth_mbps: int = BANDWIDTH_MBPS,
+    log_group_id: str | None = None,
+    access_log_id: str | None = None,
+    predict_log_id: str | None = None,
     chat: bool = False,
     wait: bool = True,
     progress: bool = True,
-    env: dict | None = None,
+    on_progress: ProgressCallback | None = None,
+    check_fit: bool = True,
+    retry_token: str | None = None,
     settings: LLMSettings | None = None,
 ) -> Deployment:
-    """Deploy ``model`` (catalog name or OCID) on ``shape`` with the vLLM service container.
+    """Deploy ``model`` (catalog name, own model name, or OCID) on ``shape`` with the vLLM service container.
 
-    With ``wait`` it returns once ACTIVE, after a one-token smoke test, and makes the deployment the
-    default target; raises DeploymentFailedError when the deployment fails. ``env`` adds container
-    environment variables.
+    The request is what AI Quick Actions sends. Before anything is created: the vLLM flags are checked, the
+    shape must be offered in the region and the model must fit its GPU memory (``check_fit=False`` skips
+    that). Create is idempotent (one ``opc-retry-token``, reusable via ``retry_token``). With ``wait`` it
+    follows the work request until the end, smoke-tests the ACTIVE deployment with one tiny prediction and
+    makes it the default target; a failure raises DeploymentFailedError carrying a ``Diagnosis``.
     """
     if not model or not shape:
         raise ValidationError(
-            "deploy() needs a model and a shape.",
-            hint="e.g. deploy('Mistral-7B-Instruct-v0.3', 'VM.GPU.A10.1')",
+            "deploy() needs a model and a shape.", hint="e.g. deploy('Mistral-7B-Instruct-v0.3', 'VM.GPU.A10.1')"
         )
+    if instances < 1:
+        raise ValidationError(f"instances must be at least 1, not {instances}.")
+    if bandwidth_mbps < 1:
+        raise ValidationError(f"bandwidth_mbps must be at least 1, not {bandwidth_mbps}.")
+    params = build_params(max_model_len, vllm_params)
+    logs = _log_details(log_group_id, access_log_id, predict_log_id)
     context = _context(settings)
     if not context.compartment_id or not context.project_id:
         missing = "compartment_id" if not context.compartment_id else "project_id"
@@ -341,15 +669,33 @@ def deploy(
             f"No {missing} is known, and a deployment needs one.",
             hint=f"Set `%config LLMMagics.{missing} = '...'` (env ODSC_MAGICS_{missing.upper()}).",
         )
-    found = _find_model(context, model)
-    details = _deployment_details(context, found, shape, name or found.display_name, chat, env)
+    from odsc_magics.catalog import check_shape, find_model, region_shapes
+
+    found = find_model(model, context=context)
+    offered = region_shapes(context=context)
+    info = check_shape(shape, offered, context.region)
+    if check_fit:
+        _check_fit(found, info, params, offered, region=context.region)
+    details = _deployment_details(
+        context,
+        found,
+        shape,
+        name or found.display_name,
+        chat=chat,
+        params=params,
+        instances=instances,
+        bandwidth_mbps=bandwidth_mbps,
+        env=env,
+        logs=logs,
+    )
     client = context.data_science()
     response = context.call(
         "Creating the model deployment",
         client.create_model_deployment,
         details,
-        opc_retry_token=_retry_token(),
+        opc_retry_token=retry_token or _retry_token(),
     )
+    context.forget_targets()
     deployment = Deployment(
         response.data,
         context=context,
@@ -358,7 +704,7 @@ def deploy(
     )
     if not wait:
         return deployment
-    deployment.wait(progress=progress)
+    deployment.wait(progress=progress, on_progress=on_progress)
     if deployment.state != "ACTIVE":
         raise DeploymentNotActiveError(
             f"The model deployment {deployment.name} ended {deployment.state}.",
@@ -370,40 +716,43 @@ def deploy(
     return deployment
 
 
-def deployments(*, settings: LLMSettings | None = None) -> list[Deployment]:
-    """The model deployments of the compartment (and project, when one is set) that are not DELETED."""
+def deployments(*, include_deleted: bool = False, settings: LLMSettings | None = None) -> list[Deployment]:
+    """The model deployments of the compartment (and project, when one is set), newest first."""
     import oci
 
     context = _context(settings)
     if not context.compartment_id:
         raise ConfigurationError(
-            "No compartment is known to list deployments in.",
-            hint="Set `%config LLMMagics.compartment_id = '...'`.",
+            "No compartment is known to list deployments in.", hint="Set `%config LLMMagics.compartment_id = '...'`."
         )
-    client = context.data_science()
     kwargs = {"project_id": context.project_id} if context.project_id else {}
     found = context.call(
         "Listing model deployments",
         oci.pagination.list_call_get_all_results,
-        client.list_model_deployments,
+        context.data_science().list_model_deployments,
         compartment_id=context.compartment_id,
         **kwargs,
     ).data
+    found = sorted(found, key=lambda d: d.time_created, reverse=True)
     return [
-        Deployment(d, context=context, settings=settings) for d in found if d.lifecycle_state != "DELETED"
+        Deployment(d, context=context, settings=settings)
+        for d in found
+        if include_deleted or d.lifecycle_state != "DELETED"
     ]
 
 
 def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> Deployment:
-    """The deployment with this OCID, or the one non-DELETED deployment with this display name."""
+    """The deployment with this OCID, or the one non-DELETED deployment with this display name.
+
+    An ambiguous name raises ValidationError listing the candidates.
+    """
     from odsc_magics.targets import resolve_target
 
     context = _context(settings)
     resolved = resolve_target(id_or_name, context)
     if not resolved.deployment_id:
-        raise ValidationError(f"{id_or_name} does not name a model deployment OCID.", target=id_or_name)
-    client = context.data_science()
+        raise ValidationError(f"{id_or_name} does not name a model deployment.", target=id_or_name)
     raw = context.call(
-        "Reading the model deployment", client.get_model_deployment, resolved.deployment_id
+        "Reading the model deployment", context.data_science().get_model_deployment, resolved.deployment_id
     ).data
     return Deployment(raw, context=context, settings=settings)

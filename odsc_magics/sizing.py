@@ -334,6 +334,8 @@ def _apply_metadata(name: str, spec: ModelSpec | None, meta: dict[str, Any]) -> 
     params = _number(meta.get("parameters_b"))
     if params is None and _number(meta.get("num_parameters")) is not None:
         params = _number(meta["num_parameters"]) / 1e9
+    if params is None and meta.get("parameter_count"):
+        params = _count_b(str(meta["parameter_count"]))
     if spec is None and params is None:
         return None
     if spec is None:
@@ -346,7 +348,7 @@ def _apply_metadata(name: str, spec: ModelSpec | None, meta: dict[str, Any]) -> 
     heads = _number(meta.get("num_attention_heads"))
     kv_heads = _number(meta.get("num_key_value_heads")) or heads
     head_dim = _number(meta.get("head_dim")) or (hidden / heads if hidden and heads else None)
-    context = _number(meta.get("max_position_embeddings"))
+    context = _number(meta.get("max_position_embeddings")) or _number(meta.get("context_length"))
     if layers and kv_heads and head_dim:
         changes.update(layers=int(layers), kv_heads=int(kv_heads), head_dim=int(head_dim), source="metadata")
         if hidden:
@@ -360,6 +362,16 @@ def _apply_metadata(name: str, spec: ModelSpec | None, meta: dict[str, Any]) -> 
     if _number(meta.get("bytes_per_param")):
         changes["bytes_per_param"] = float(meta["bytes_per_param"])
     return replace(spec, **changes) if changes else spec
+
+
+def _count_b(text: str) -> float | None:
+    """Billions of parameters from a count such as "70.6B", "350M" or "8030261248"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bBmMkK]?)\s*", text)
+    if not match:
+        return None
+    value = float(match.group(1))
+    scale = {"b": 1.0, "m": 1e-3, "k": 1e-6, "": 1e-9}[match.group(2).lower()]
+    return value * scale if value > 0 else None
 
 
 def _number(value: Any) -> float | None:
@@ -458,9 +470,7 @@ def fit(
     needs = _needs(model, kv_gb, tokens if kv_gb is not None else None)
 
     def verdict(fits: bool, reason: str, **extra: Any) -> FitVerdict:
-        return FitVerdict(
-            fits, weights, kv_gb, info.usable_gb, reason, tokens=tokens, shape=info.name, **extra
-        )
+        return FitVerdict(fits, weights, kv_gb, info.usable_gb, reason, tokens=tokens, shape=info.name, **extra)
 
     if deployment_shapes:
         listed = list(deployment_shapes)
@@ -469,9 +479,7 @@ def fit(
         smallest = _smallest([shape_info(s) for s in listed])
         hint = f"; smallest listed shape: {smallest.name}" if smallest else ""
         reason = f"{info.name} is not in the model's deployment configuration ({', '.join(listed)}){hint}"
-        return verdict(
-            False, reason, suggested_shape=smallest.name if smallest else None, alternatives=listed
-        )
+        return verdict(False, reason, suggested_shape=smallest.name if smallest else None, alternatives=listed)
     if not info.is_gpu:
         return verdict(False, f"{info.name} has no GPU; the vLLM container needs one")
     if not info.runs_vllm:
@@ -498,9 +506,7 @@ def fit(
             suggested_len = None
     pool = [shape_info(s) for s in (alternatives if alternatives is not None else SHAPES.values())]
     bigger = _smallest(
-        s
-        for s in pool
-        if s.runs_vllm and s.usable_gb is not None and s.usable_gb >= needed and s.name != info.name
+        s for s in pool if s.runs_vllm and s.usable_gb is not None and s.usable_gb >= needed and s.name != info.name
     )
     options = []
     if bigger is not None:
