@@ -12,7 +12,16 @@ from typing import Any
 
 from odsc_magics.config import LLMSettings, current_settings
 from odsc_magics.errors import ConfigurationError, NotFoundError, ValidationError
-from odsc_magics.sizing import SHAPES, FitVerdict, ModelSpec, ShapeInfo, fit, model_spec_from, shapes_from_service
+from odsc_magics.sizing import (
+    SHAPES,
+    FitVerdict,
+    ModelSpec,
+    ShapeInfo,
+    fit,
+    format_gb,
+    model_spec_from,
+    shapes_from_service,
+)
 
 __all__ = [
     "CatalogModel",
@@ -72,9 +81,19 @@ class ShapeFit:
     def fit_label(self) -> str:
         if self.verdict is None:
             return ""
-        if self.verdict.fits:
+        verdict = self.verdict
+        if verdict.fits:
             return "✓ fits"
-        return "✗ " + self.verdict.reason
+        if "has no GPU" in verdict.reason:
+            return "✗ no GPU"
+        if "does not support" in verdict.reason:
+            return "✗ GPU not supported by vLLM"
+        if "context" in verdict.reason.split(";")[0]:
+            return f"✗ over the model's {verdict.suggested_max_model_len or ''}-token context".replace(" -", " ")
+        label = f"✗ needs ≈ {format_gb(verdict.weights_gb + (verdict.kv_cache_gb or 0.0))} GB"
+        if verdict.suggested_max_model_len:
+            label += f" (fits with --max-model-len {verdict.suggested_max_model_len})"
+        return label
 
 
 def _context(settings: LLMSettings | None) -> Any:

@@ -517,7 +517,7 @@ def _report(bar: Any, on_progress: ProgressCallback | None, percent: float | Non
 def _progress_bar(name: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=100, desc=f"{name}", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    return tqdm(total=100, desc=f"{name}", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
 
 
 def _deployment_details(

@@ -106,9 +106,7 @@ class DeployRequest:
 class ProgressSink(Protocol):
     """How ``on_deploy`` reports; every method may be called from any thread."""
 
-    def update(
-        self, percent: float | None = None, state: str | None = None, message: str | None = None
-    ) -> None:
+    def update(self, percent: float | None = None, state: str | None = None, message: str | None = None) -> None:
         """Work-request percent, deployment state, last log message (each optional)."""
 
     def done(self, url: str | None, name: str | None = None) -> None:
@@ -149,9 +147,7 @@ class _FormSink:
         self._lock = threading.Lock()
         self.finished = False
 
-    def update(
-        self, percent: float | None = None, state: str | None = None, message: str | None = None
-    ) -> None:
+    def update(self, percent: float | None = None, state: str | None = None, message: str | None = None) -> None:
         with self._lock:
             if not self.finished:
                 self._form._on_update(percent, state, message)
@@ -208,6 +204,7 @@ class DeployForm:
         self._last_message = ""
         self._percent: float | None = None
         self._stop_tick = threading.Event()
+        self._shown_in: int | None = None
 
         self.state = "idle"
         self.thread: threading.Thread | None = None
@@ -222,9 +219,7 @@ class DeployForm:
         wide = w.Layout(width="100%")
         label = {"description_width": "130px"}
         self.model_search = w.Text(description="Search", placeholder="filter models by name", style=label)
-        self.model_select = w.Select(
-            options=self._model_options(""), rows=8, description="Model", style=label
-        )
+        self.model_select = w.Select(options=self._model_options(""), rows=8, description="Model", style=label)
         self.model_select.layout = wide
         self.model_info = w.HTML()
         self.shape_select = w.Dropdown(options=[], description="Shape", style=label, layout=wide)
@@ -235,9 +230,7 @@ class DeployForm:
         self.flags_text = w.Text(
             description="vLLM flags", placeholder="e.g. --trust-remote-code", style=label, layout=wide
         )
-        self.mode_toggle = w.ToggleButtons(
-            options=["completion", "chat"], value="completion", description="Mode"
-        )
+        self.mode_toggle = w.ToggleButtons(options=["completion", "chat"], value="completion", description="Mode")
         self.mode_toggle.style.description_width = "130px"
         self.log_group_select = w.Dropdown(description="Log group", style=label)
         self.access_log_select = w.Dropdown(description="Access log", style=label)
@@ -307,6 +300,22 @@ class DeployForm:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
+    def show(self, shell: Any = None) -> DeployForm:
+        """Display the form now; showing the returned form as the same cell's result is then skipped."""
+        from IPython.display import display
+
+        display(self.widget)
+        self._shown_in = _execution_count(shell)
+        return self
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        shown_in, self._shown_in = self._shown_in, None
+        if shown_in is not None and shown_in == _execution_count(None):
+            return  # `%llm_deploy` displayed it already in this cell
+        display(self.widget)
+
     def values(self) -> dict[str, Any]:
         """The current values of the form's fields."""
         model = self._by_id.get(self.model_select.value) if self.model_select.value is not None else None
@@ -343,9 +352,7 @@ class DeployForm:
         flags = self._flags()
         reserved = [f for f in _RESERVED_FLAGS if any(t == f or t.startswith(f + "=") for t in flags)]
         if reserved:
-            raise ValidationError(
-                f"The serving container sets {', '.join(reserved)} itself; remove it from the flags."
-            )
+            raise ValidationError(f"The serving container sets {', '.join(reserved)} itself; remove it from the flags.")
         if v["max_model_len"] and _flag_value(flags, "--max-model-len") is not None:
             raise ValidationError("Set the max model length in its field or in the flags, not both.")
         if (v["access_log_id"] or v["predict_log_id"]) and not v["log_group_id"]:
@@ -504,9 +511,7 @@ class DeployForm:
             evidence = list(getattr(what, "evidence", []) or [])
             if evidence:
                 parts.append(
-                    "<details><summary>Evidence</summary><pre>"
-                    + _esc("\n".join(evidence))
-                    + "</pre></details>"
+                    "<details><summary>Evidence</summary><pre>" + _esc("\n".join(evidence)) + "</pre></details>"
                 )
             return str(what.summary), "".join(parts)
         if isinstance(what, OdscMagicsError):
@@ -655,9 +660,7 @@ class DeployForm:
             self.fit_info.value = f'<small style="color:#b00020">✗ {_esc(verdict.reason)}</small>'
         if self.state != "deploying":
             self.deploy_button.disabled = not self._deployable()
-            self.deploy_button.tooltip = (
-                "" if not self.deploy_button.disabled else _strip_tags(self.fit_info.value)
-            )
+            self.deploy_button.tooltip = "" if not self.deploy_button.disabled else _strip_tags(self.fit_info.value)
 
     def _deployable(self) -> bool:
         if self.model_select.value is None or self.shape_select.value is None:
@@ -735,6 +738,14 @@ class DeployForm:
             message = exc.short() if isinstance(exc, OdscMagicsError) else f"{type(exc).__name__}: {exc}"
             self._status(f"✗ {_esc(message)}", "error")
             return None
+
+
+def _execution_count(shell: Any) -> int | None:
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    return getattr(shell, "execution_count", None)
 
 
 def _attr(obj: Any, name: str) -> Any:
