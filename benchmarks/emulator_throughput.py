@@ -249,6 +249,11 @@ def main() -> int:
         f"({100 * server_cpu / timed['seconds']:.0f}% of a core), "
         f"client {timed['client_cpu_s']:.2f} s ({100 * timed['client_cpu_s'] / timed['seconds']:.0f}%)"
     )
+    per_request = server_cpu / max(1, timed["requests"])
+    print(
+        f"  server CPU per request {per_request * 1e6:.0f} us, i.e. about {1 / per_request:.0f} req/s per fully "
+        "available core (the machine is shared: compare this with the measured rate)"
+    )
     print(
         f"  server RSS: idle {rss_idle / 1024:.1f} MiB, after {warm['requests']} requests "
         f"{rss_after_warm / 1024:.1f} MiB, after {warm['requests'] + timed['requests']} requests "
@@ -263,6 +268,7 @@ def main() -> int:
         json.dumps(
             {
                 "requests_per_s": round(timed["rate"], 1),
+                "server_cpu_us_per_request": round(per_request * 1e6, 1),
                 "rss_mib_after_warm": round(rss_after_warm / 1024, 1),
                 "warm_requests": warm["requests"],
                 "stream": args.stream,
