@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
@@ -15,6 +16,15 @@ __all__ = ["RunningBackend", "start_backend"]
 
 VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
 DEFAULT_MODEL = "Mistral-7B-Instruct-v0.3"
+_STARTED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Backends a crashed or interrupted test run did not stop."""
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
 
 
 class RunningBackend:
@@ -207,6 +217,7 @@ def start_backend(state_dir: str | Path, *flags: str, timeout: float = 30.0) -> 
 
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=child_env())
     log.close()
+    _STARTED.append(process)
     lines: list[bytes] = []
     ready = threading.Event()
 
