@@ -1,0 +1,84 @@
+"""``--engine openai:URL``: the data plane relays to an OpenAI-compatible server the user runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from aiohttp import web
+
+CHAT = {"model": "odsc-llm", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "Hello"}
+        return web.json_response(
+            {
+                "id": "u",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for piece in ("Hel", "lo"):
+        chunk = {
+            "id": "u",
+            "object": "chat.completion.chunk",
+            "model": body["model"],
+            "choices": [{"index": 0, "delta": {"content": piece}}],
+        }
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+@pytest.fixture
+def upstream():
+    """A minimal OpenAI-compatible server on a loopback port, in a thread."""
+    ready = threading.Event()
+    state: dict = {}
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_get("/v1/models", _models)
+        app.router.add_post("/v1/chat/completions", _chat)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        state["stop"] = asyncio.Event()
+        ready.set()
+        await state["stop"].wait()
+        await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield state["url"]
+    loop.call_soon_threadsafe(state["stop"].set)
+    thread.join(10)
+
+
+def test_openai_engine_relays_json_and_streams(backend_factory, upstream):
+    backend = backend_factory("--engine", f"openai:{upstream}")
+    deployment = backend.create_deployment("relay", chat=True)
+    session = backend.session()
+    answer = session.post(deployment["url"] + "/predict", json=CHAT).json()
+    assert answer["choices"][0]["message"]["content"] == "Hello" and answer["model"] == "odsc-llm"
+    streamed = session.post(deployment["url"] + "/predictWithResponseStream", json={**CHAT, "stream": True})
+    assert streamed.headers["content-type"] == "text/event-stream"
+    payloads = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    assert "".join(json.loads(p)["choices"][0]["delta"]["content"] for p in payloads[:-1]) == "Hello"
