@@ -657,9 +657,11 @@ def deploy(
             "deploy() needs a model and a shape.", hint="e.g. deploy('Mistral-7B-Instruct-v0.3', 'VM.GPU.A10.1')"
         )
     if instances < 1:
-        raise ValidationError(f"instances must be at least 1, not {instances}.")
+        raise ValidationError(f"instances must be at least 1, not {instances}.", hint="Use --instances 1 or more.")
     if bandwidth_mbps < 1:
-        raise ValidationError(f"bandwidth_mbps must be at least 1, not {bandwidth_mbps}.")
+        raise ValidationError(
+            f"bandwidth_mbps must be at least 1, not {bandwidth_mbps}.", hint="The default is 10 Mbps."
+        )
     params = build_params(max_model_len, vllm_params)
     logs = _log_details(log_group_id, access_log_id, predict_log_id)
     context = _context(settings)

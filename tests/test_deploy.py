@@ -1,15 +1,22 @@
-"""deploy(): the AQUA-style request, waiting on the work request, smoke test, failures, listing."""
+"""deploy() and Deployment against the local backend: the AQUA request, checks before create, lifecycle."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 
 from odsc_magics import config
 from odsc_magics.config import LLMSettings, default_target
-from odsc_magics.deploy import VLLM_IMAGE, Deployment, deploy, deployments, get_deployment
-from odsc_magics.errors import DeploymentFailedError, DeploymentNotActiveError, NotFoundError, ValidationError
+from odsc_magics.errors import (
+    DeploymentFailedError,
+    DeploymentNotActiveError,
+    NotFoundError,
+    ValidationError,
+)
 from odsc_magics.local.testing import start_backend
 
+api = importlib.import_module("odsc_magics.deploy")
 MODEL = "Mistral-7B-Instruct-v0.3"
 FAST = ("--deploy-seconds", "0.2", "--ttft-ms", "0", "--tokens-per-s", "0")
 
@@ -32,81 +39,214 @@ def _no_runtime_target(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config, "_runtime_target", None)
 
 
-def test_deploy_completion_model(own_backend, settings: LLMSettings) -> None:
-    deployment = deploy(MODEL, "VM.GPU.A10.1", name="quick", progress=False, settings=settings)
-    assert isinstance(deployment, Deployment)
+def _count(own_backend, name: str) -> int:
+    client = own_backend.data_science_client()
+    found = client.list_model_deployments(compartment_id=own_backend.compartment_id, display_name=name).data
+    return len(found)
+
+
+def test_deploy_sends_the_aqua_request(own_backend, settings: LLMSettings) -> None:
+    seen = []
+    deployment = api.deploy(
+        MODEL,
+        "VM.GPU.A10.1",
+        name="quick",
+        instances=2,
+        max_model_len=4096,
+        vllm_params=["--enforce-eager", "--max-num-seqs 8"],
+        bandwidth_mbps=20,
+        env={"EXTRA": "1"},
+        progress=False,
+        on_progress=lambda *a: seen.append(a),
+        settings=settings,
+    )
+    assert isinstance(deployment, api.Deployment)
     assert deployment.state == "ACTIVE" and deployment.name == "quick"
     assert deployment.url.endswith(deployment.id)
     assert default_target() == deployment.id
     assert own_backend.deployment_stats(deployment.id)["predict_requests"] == 1  # the smoke test
+    assert seen[-1][:2] == (100.0, "ACTIVE")
 
     raw = own_backend.data_science_client().get_model_deployment(deployment.id).data
     details = raw.model_deployment_configuration_details
     env_details = details.environment_configuration_details
     assert details.deployment_type == "SINGLE_MODEL"
-    assert env_details.image == VLLM_IMAGE
+    assert env_details.environment_configuration_type == "OCIR_CONTAINER"
+    assert env_details.image == api.VLLM_IMAGE
     assert env_details.server_port == env_details.health_check_port == 8080
     assert env_details.predict_api_specification == "openai"
     env = env_details.environment_variables
-    assert env["PARAMS"] == "--served-model-name odsc-llm --seed 42"
+    assert env["PARAMS"] == (
+        "--served-model-name odsc-llm --seed 42 --max-model-len 4096 --enforce-eager --max-num-seqs 8"
+    )
     assert env["MODEL_DEPLOY_PREDICT_ENDPOINT"] == "/v1/completions"
     assert env["BASE_MODEL"].startswith(f"service_models/{MODEL}/")
-    assert env["PORT"] == env["HEALTH_CHECK_PORT"] == "8080"
+    assert env["EXTRA"] == "1"
     model_config = details.model_configuration_details
-    assert model_config.bandwidth_mbps == 10
-    assert model_config.scaling_policy.instance_count == 1
+    assert model_config.bandwidth_mbps == 20
+    assert model_config.scaling_policy.policy_type == "FIXED_SIZE"
+    assert model_config.scaling_policy.instance_count == 2
     assert model_config.instance_configuration.instance_shape_name == "VM.GPU.A10.1"
     assert raw.freeform_tags["OCI_AQUA"] == "active" and raw.freeform_tags["aqua_model_name"] == MODEL
+    assert raw.category_log_details is None  # no log ids: no logs, as AQUA does
 
+    info = deployment.to_dict()
+    assert set(info) == {"id", "name", "state", "url", "shape", "model", "model_id", "created", "chat",
+                         "lifecycle_details"}  # fmt: skip
+    assert (info["shape"], info["model"], info["chat"], info["state"]) == ("VM.GPU.A10.1", MODEL, False, "ACTIVE")
+    assert info["created"].endswith("Z")
     result = deployment.complete("Hello", max_tokens=3)
     assert result.text and result.deployment == deployment.id
 
 
-def test_deploy_chat_model_by_ocid(own_backend, settings: LLMSettings) -> None:
+def test_chat_deployment_by_model_ocid(own_backend, settings: LLMSettings) -> None:
     model_id = own_backend.service_model_id("Phi-3-mini-4k-instruct")
-    deployment = deploy(model_id, "VM.GPU.A10.1", name="chatty", chat=True, progress=False, settings=settings)
-    assert deployment.is_chat
+    deployment = api.deploy(model_id, "VM.GPU.A10.1", name="chatty", chat=True, progress=False, settings=settings)
+    assert deployment.is_chat and deployment.to_dict()["chat"]
     assert deployment.chat([{"role": "user", "content": "Hi"}], max_tokens=2).route == "/v1/chat/completions"
-    assert "".join(deployment.stream_chat([{"role": "user", "content": "Hi"}], max_tokens=3))
 
 
-def test_deploy_without_wait_then_wait(own_backend, settings: LLMSettings) -> None:
-    deployment = deploy(MODEL, "VM.GPU.A10.1", name="later", wait=False, settings=settings)
+def test_a_retried_create_makes_one_deployment(own_backend, settings: LLMSettings) -> None:
+    first = api.deploy(MODEL, "VM.GPU.A10.1", name="once", wait=False, retry_token="same-token-1", settings=settings)
+    again = api.deploy(MODEL, "VM.GPU.A10.1", name="once", wait=False, retry_token="same-token-1", settings=settings)
+    assert again.id == first.id
+    assert _count(own_backend, "once") == 1
+    assert again.wait(progress=False).state == "ACTIVE"
+
+
+def test_create_without_wait_then_wait_and_look_up(settings: LLMSettings) -> None:
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="later", wait=False, settings=settings)
     assert deployment.state == "CREATING" and deployment.work_request_id
     assert default_target() is None
     assert deployment.wait(progress=True) is deployment
     assert deployment.state == "ACTIVE"
-    assert get_deployment("later", settings=settings).id == deployment.id
-    assert get_deployment(deployment.id, settings=settings).name == "later"
-    assert deployment.id in {d.id for d in deployments(settings=settings)}
+    assert api.get_deployment("later", settings=settings).id == deployment.id
+    assert api.get_deployment(deployment.id, settings=settings).name == "later"
+    listed = api.deployments(settings=settings)
+    assert deployment.id in {d.id for d in listed}
+    assert [d.time_created for d in listed] == sorted((d.time_created for d in listed), reverse=True)
 
 
-def test_failed_deployment_reports_work_request_errors(settings: LLMSettings) -> None:
+@pytest.mark.parametrize(
+    ("model", "shape", "kwargs", "error", "text"),
+    [
+        ("Not-A-Real-Model", "VM.GPU.A10.1", {}, NotFoundError, "Unknown model 'Not-A-Real-Model'"),
+        (MODEL, "VM.GPU.Z9", {}, ValidationError, "Unknown shape 'VM.GPU.Z9'"),
+        (MODEL, "VM.GPU3.8", {}, ValidationError, "not offered for model deployments in us-ashburn-1"),
+        (MODEL, "VM.GPU.A10.1", {"vllm_params": "--port 9000"}, ValidationError, "vLLM flag --port"),
+        (MODEL, "VM.GPU.A10.1", {"vllm_params": ["--served-model-name=x"]}, ValidationError, "--served-model-name"),
+        (MODEL, "VM.GPU.A10.1", {"instances": 0}, ValidationError, "instances must be at least 1"),
+        (MODEL, "VM.GPU.A10.1", {"access_log_id": "ocid1.log.x"}, ValidationError, "need their log group"),
+        ("", "VM.GPU.A10.1", {}, ValidationError, "needs a model and a shape"),
+    ],
+)
+def test_refused_before_anything_is_created(
+    own_backend, settings: LLMSettings, model, shape, kwargs, error, text
+) -> None:
+    with pytest.raises(error) as info:
+        api.deploy(model, shape, name="refused", settings=settings, **kwargs)
+    assert text in info.value.message
+    assert info.value.hint
+    assert _count(own_backend, "refused") == 0
+
+
+def test_too_big_names_the_smallest_shape_or_a_max_model_len(own_backend, settings: LLMSettings) -> None:
+    with pytest.raises(ValidationError) as info:
+        api.deploy("Meta-Llama-3.1-8B-Instruct", "VM.GPU.A10.1", name="big", settings=settings)
+    assert "does not fit VM.GPU.A10.1" in info.value.message
+    assert "--shape VM.GPU.A10.2 or --max-model-len 32768" in info.value.hint
+    with pytest.raises(ValidationError) as info:
+        api.deploy("Meta-Llama-3.1-70B-Instruct", "VM.GPU.A10.2", name="big", max_model_len=4096, settings=settings)
+    assert "smallest shape that fits: BM.GPU.L40S.4" in info.value.message
+    assert _count(own_backend, "big") == 0
+
+
+def test_lifecycle_actions_and_their_refusals(settings: LLMSettings) -> None:
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="cycle", progress=False, settings=settings)
+    with pytest.raises(ValidationError, match="already ACTIVE") as info:
+        deployment.activate()
+    assert "%llm_deploy deactivate cycle" in info.value.hint
+    with pytest.raises(ValidationError, match="is ACTIVE; deleting it") as info:
+        deployment.delete()
+    assert "--yes" in info.value.hint
+    assert deployment.deactivate().state == "INACTIVE"
+    with pytest.raises(DeploymentNotActiveError) as info:
+        deployment.complete("Hello")
+    assert "%llm_deploy activate cycle" in info.value.hint
+    with pytest.raises(ValidationError, match="already INACTIVE"):
+        deployment.deactivate()
+    assert deployment.activate().state == "ACTIVE"
+    assert deployment.complete("Hello", max_tokens=2).text
+    assert deployment.delete(force=True).state == "DELETED"
+    assert deployment.id not in {d.id for d in api.deployments(settings=settings)}
+    assert deployment.id in {d.id for d in api.deployments(include_deleted=True, settings=settings)}
+
+
+def test_actions_without_wait_return_at_once(settings: LLMSettings) -> None:
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="nowait", progress=False, settings=settings)
+    assert deployment.deactivate(wait=False).state in ("UPDATING", "INACTIVE")
+    assert deployment.wait(progress=False).state == "INACTIVE"
+    assert deployment.delete(wait=False).state in ("DELETING", "DELETED")
+
+
+def test_logs_of_a_deployment_without_logs(settings: LLMSettings) -> None:
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="nologs", wait=False, settings=settings)
+    with pytest.raises(ValidationError, match="has no logs configured") as info:
+        deployment.logs()
+    assert "--log-group" in info.value.hint
+
+
+def test_interrupting_the_wait_leaves_the_deployment(settings: LLMSettings) -> None:
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="watched", wait=False, settings=settings)
+
+    def interrupt(*_args) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        deployment.wait(progress=False, on_progress=interrupt)
+    assert "%llm_deploy status watched" in str(info.value) and "Deployment.wait()" in str(info.value)
+    again = api.get_deployment(deployment.id, settings=settings)
+    assert again.wait(progress=False).state == "ACTIVE"  # resumed from the newest work request
+
+
+def test_failed_deployment_explains_itself(settings: LLMSettings) -> None:
     with pytest.raises(DeploymentFailedError) as info:
-        deploy(
+        api.deploy(
             MODEL,
             "VM.GPU.A10.1",
             name="doomed",
             progress=False,
-            env={"EMULATOR_FAIL": "CUDA out of memory"},
+            env={"EMULATOR_FAIL": "Model server failed to start: CUDA out of memory"},
             settings=settings,
         )
-    assert "CUDA out of memory" in str(info.value)
-    assert info.value.diagnosis and "CUDA out of memory" in info.value.diagnosis[0]["message"]
+    diagnosis = info.value.diagnosis
+    assert diagnosis.kind == "cuda_oom"
+    assert "Next step: Choose a shape with more GPU memory" in info.value.short()
+    assert "CUDA out of memory" in info.value.work_request_errors[0]["message"]
     assert default_target() is None
-
-
-def test_unknown_model(settings: LLMSettings) -> None:
-    with pytest.raises(NotFoundError, match="No model named"):
-        deploy("Not-A-Real-Model", "VM.GPU.A10.1", settings=settings)
-    with pytest.raises(ValidationError):
-        deploy("", "VM.GPU.A10.1", settings=settings)
+    failed = api.get_deployment("doomed", settings=settings)
+    assert failed.state == "FAILED"
+    assert failed.diagnose().kind == "cuda_oom"
+    with pytest.raises(DeploymentFailedError):
+        failed.wait(progress=False)
 
 
 def test_wait_timeout_while_creating(backend_factory) -> None:
     running = backend_factory("--deploy-seconds", "60")
     settings = LLMSettings(backend="local", local_dir=str(running.state_dir))
-    deployment = deploy(MODEL, "VM.GPU.A10.1", name="slow", wait=False, settings=settings)
+    deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="slow", wait=False, settings=settings)
     with pytest.raises(DeploymentNotActiveError) as info:
         deployment.wait(timeout=0, progress=False)
     assert info.value.state == "CREATING"
+
+
+def test_build_params() -> None:
+    assert api.build_params() == "--served-model-name odsc-llm --seed 42"
+    assert api.build_params(2048, "--enforce-eager") == (
+        "--served-model-name odsc-llm --seed 42 --max-model-len 2048 --enforce-eager"
+    )
+    for flag in api.RESTRICTED_FLAGS:
+        with pytest.raises(ValidationError, match=flag):
+            api.build_params(None, f"{flag} 1")
+    with pytest.raises(ValidationError, match="given twice"):
+        api.build_params(1024, "--max-model-len 2048")
