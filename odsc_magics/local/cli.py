@@ -143,7 +143,7 @@ async def serve(options) -> None:
     """Start the server, announce it (stdout line + start.json), serve until told to stop."""
     from aiohttp import web
 
-    from odsc_magics.local import control, identity, server
+    from odsc_magics.local import identity, resources, server
     from odsc_magics.local.runtime import Runtime
     from odsc_magics.local.signing import Verifier
     from odsc_magics.local.state import Store
@@ -152,7 +152,7 @@ async def serve(options) -> None:
     store = Store(options.state_dir)
     verifier = Verifier(identity.load_public_key(options.state_dir), ident.key_id)
     runtime = Runtime(options, ident, store, verifier)
-    control.seed(runtime)
+    resources.seed(runtime)
     app = server.create_app(runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()

@@ -10,7 +10,7 @@ import secrets
 
 from aiohttp import web
 
-from odsc_magics.local import control, dataplane
+from odsc_magics.local import control, dataplane, resources
 from odsc_magics.local.apierror import ApiError
 from odsc_magics.local.http import error_response, json_response
 from odsc_magics.local.runtime import RUNTIME, Runtime
@@ -117,6 +117,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/_emulator/stats", emulator_stats, allow_head=False)
     app.router.add_get("/_emulator/access_logs", emulator_access_logs, allow_head=False)
     control.add_routes(app)
+    resources.add_routes(app)
     dataplane.add_routes(app)
     app.on_response_prepare.append(_stamp_request_id)
     app.cleanup_ctx.append(_background)
