@@ -223,7 +223,7 @@ export class DeploymentsPanel extends Widget {
       })
     );
     actions.appendChild(
-      button(trans.__('Insert predict cell'), 'predict', trans.__('Insert a %%llm_predict cell below the active cell'), () =>
+      button(trans.__('Predict cell'), 'predict', trans.__('Insert a %%llm_predict cell below the active cell'), () =>
         this._actions.insertPredictCell(deployment)
       , deployment.state !== 'ACTIVE')
     );
@@ -377,7 +377,7 @@ function message(className: string, text: string): HTMLElement {
 function button(label: string, action: string, title: string, onClick: () => void, disabled = false): HTMLButtonElement {
   const node = document.createElement('button');
   node.type = 'button';
-  node.className = `jp-OdscMagics-button jp-mod-styled jp-OdscMagics-${action}`;
+  node.className = `jp-OdscMagics-button jp-OdscMagics-action-${action}`;
   node.dataset.action = action;
   node.textContent = label;
   node.title = title;
