@@ -1,0 +1,190 @@
+"""%llm_deploy in a real kernel (nbclient) against a local backend: subcommands, errors, form, Python API."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from conftest import RecordingClient, failed, kernel_env, llm_outputs, texts
+
+from odsc_magics.local.testing import start_backend
+
+pytestmark = pytest.mark.slow
+
+MODEL = "Mistral-7B-Instruct-v0.3"
+FAST = ("--deploy-seconds", "0.2", "--ttft-ms", "0", "--tokens-per-s", "0")
+OOM = "EMULATOR_FAIL=Model server failed to start: torch.OutOfMemoryError: CUDA out of memory."
+NO_CAPACITY = "EMULATOR_FAIL=There is currently no capacity for the specified shape VM.GPU.A10.1."
+
+CELLS = {
+    "setup": "%load_ext odsc_magics",
+    "models": "%llm_deploy models --search mistral",
+    "shapes": "%llm_deploy shapes --model Meta-Llama-3.1-8B-Instruct",
+    "create": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name kdep --max-model-len 8192 "
+    "--param --enforce-eager -o dep",
+    "predict": "%%llm_predict --max-tokens 4\nHi",
+    "list": "%llm_deploy list",
+    "status": "%llm_deploy status kdep",
+    "use": "%llm_deploy use kdep",
+    "activate_active": "%llm_deploy activate kdep",
+    "delete_active": "%llm_deploy delete kdep",
+    "too_big": "%llm_deploy create --model Meta-Llama-3.1-8B-Instruct --shape VM.GPU.A10.1",
+    "unknown_model": "%llm_deploy create --model Llama-9000 --shape VM.GPU.A10.1",
+    "unknown_shape": f"%llm_deploy create --model {MODEL} --shape VM.GPU.Q1",
+    "not_offered": f"%llm_deploy create --model {MODEL} --shape VM.GPU3.8",
+    "restricted": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --param '--port 9000'",
+    "logs_none": "%llm_deploy logs kdep",
+    "deactivate": "%llm_deploy deactivate kdep",
+    "predict_inactive": "%%llm_predict -d kdep\nHi",
+    "activate": "%llm_deploy activate kdep",
+    "twin1": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name twin --no-wait",
+    "twin2": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name twin --no-wait",
+    "ambiguous": "%llm_deploy status twin",
+    "oom": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name oom --env '{OOM}'",
+    "capacity": f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name nocap --env '{NO_CAPACITY}'",
+    "status_failed": "%llm_deploy status nocap",
+    "api": "from odsc_magics import deployments, get_deployment\n"
+    "d = get_deployment('kdep')\n"
+    "print(d.to_dict()['state'], d.complete('Hi', max_tokens=2).deployment == d.id, len(deployments()))",
+    "delete": "%llm_deploy delete kdep --yes",
+    "form": "form = %llm_deploy\nprint(form.state, len(form.model_select.options))",
+    "fill": "form.model_search.value = 'mistral'\n"
+    "form.shape_select.value = 'VM.GPU.A10.1'\n"
+    "form.name_text.value = 'formdep'\n"
+    "form.deploy_button.click()\n"
+    "print(form.state)",
+    "form_done": "form.thread.join(60)\nprint(form.state, form.progress_bar.value, form.url is not None)",
+    "form_refused": "form.model_search.value = 'llama 3.1 8b'\n"
+    "form.shape_select.value = 'VM.GPU.A10.1'\n"
+    "print(form.deploy(), form.state)",
+    "after": "%llm_deploy list --all",
+}
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """One kernel runs the cells above against a backend of its own; the tests read the outputs."""
+    running = start_backend(tmp_path_factory.mktemp("deploy-magics"), *FAST)
+    try:
+        names = list(CELLS)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS.values()])
+        client = RecordingClient(nb, kernel_name="python3", timeout=180, allow_errors=True)
+        client.execute(env=kernel_env(running, tmp_path_factory.mktemp("home")))
+        client_deployments = (
+            running.data_science_client().list_model_deployments(compartment_id=running.compartment_id).data
+        )
+        yield {
+            "cell": {n: nb.cells[i] for i, n in enumerate(names)},
+            "index": {n: i for i, n in enumerate(names)},
+            "client": client,
+            "nb": nb,
+            "deployments": client_deployments,
+        }
+    finally:
+        running.stop()
+
+
+def shown(session, name: str) -> str:
+    return texts(session["cell"][name])
+
+
+def test_create_waits_smoke_tests_and_sets_the_default(session) -> None:
+    create = shown(session, "create")
+    assert not failed(session["cell"]["create"]), create
+    assert "ACTIVE" in create and "default target" in create
+    (answer,) = llm_outputs(session["cell"]["predict"])
+    assert answer.metadata["odsc_magics"]["deployment"].startswith("ocid1.datasciencemodeldeployment")
+    kdep = next(d for d in session["deployments"] if d.display_name == "kdep")
+    params = kdep.model_deployment_configuration_details.environment_configuration_details.environment_variables
+    assert params["PARAMS"].endswith("--max-model-len 8192 --enforce-eager")
+
+
+def test_tables_render_as_rich_outputs(session) -> None:
+    for name in ("models", "shapes", "list"):
+        cell = session["cell"][name]
+        (output,) = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert {"text/plain", "text/markdown", "text/html"} <= set(output.data)
+    assert "Mistral-7B-Instruct-v0.3" in shown(session, "models")
+    shapes = shown(session, "shapes")
+    assert "VM.GPU.A10.2" in shapes and "✓ fits" in shapes and "--max-model-len 32768" in shapes
+    listing = shown(session, "list")
+    assert "* kdep" in listing and "VM.GPU.A10.1" in listing and MODEL in listing
+    assert "ACTIVE" in shown(session, "status") and "default target" in shown(session, "use")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("activate_active", "UsageError: The model deployment kdep is already ACTIVE."),
+        ("delete_active", "UsageError: The model deployment kdep is ACTIVE; deleting it ends its endpoint."),
+        ("too_big", "UsageError: Meta-Llama-3.1-8B-Instruct does not fit VM.GPU.A10.1"),
+        ("unknown_model", "UsageError: Unknown model 'Llama-9000'"),
+        ("unknown_shape", "UsageError: Unknown shape 'VM.GPU.Q1'"),
+        ("not_offered", "UsageError: Shape VM.GPU3.8 is not offered for model deployments"),
+        ("restricted", "UsageError: The vLLM flag --port cannot be set"),
+        ("logs_none", "UsageError: The model deployment kdep has no logs configured."),
+        ("predict_inactive", "UsageError: The model deployment kdep is not ACTIVE (it is INACTIVE)"),
+        ("ambiguous", "UsageError: 2 model deployments are named 'twin'"),
+    ],
+)
+def test_each_refusal_is_a_usage_error_with_the_fix(session, name: str, expected: str) -> None:
+    text = shown(session, name)
+    assert expected in text
+    assert "Traceback" not in text
+    fixes = {
+        "activate_active": "%llm_deploy deactivate kdep",
+        "delete_active": "--yes",
+        "too_big": "Use --shape VM.GPU.A10.2 or --max-model-len 32768",
+        "unknown_model": "%llm_deploy models --search",
+        "unknown_shape": "%llm_deploy shapes",
+        "not_offered": "Pick one the region offers",
+        "restricted": "Remove --port",
+        "logs_none": "--log-group",
+        "predict_inactive": "%llm_deploy activate kdep",
+        "ambiguous": "Use the OCID",
+    }
+    assert fixes[name] in text
+
+
+def test_nothing_was_created_by_a_refused_create(session) -> None:
+    names = [d.display_name for d in session["deployments"]]
+    assert sorted(names) == sorted(["kdep", "twin", "twin", "oom", "nocap", "formdep"])
+
+
+def test_failures_end_with_the_diagnosis_and_next_step(session) -> None:
+    oom = shown(session, "oom")
+    assert "ran out of GPU memory on VM.GPU.A10.1" in oom
+    assert "Next step: Choose a shape with more GPU memory" in oom
+    assert "UsageError: The model deployment oom" in oom and "FAILED" in oom
+    capacity = shown(session, "capacity")
+    assert "no free capacity for VM.GPU.A10.1" in capacity
+    assert "Deploy on another shape that fits" in capacity
+    status = shown(session, "status_failed")
+    assert "FAILED" in status and "no free capacity" in status and not failed(session["cell"]["status_failed"])
+
+
+def test_lifecycle_through_the_magics_and_the_api(session) -> None:
+    assert "INACTIVE" in shown(session, "deactivate")
+    assert "ACTIVE" in shown(session, "activate") and not failed(session["cell"]["activate"])
+    assert shown(session, "api").split()[:2] == ["ACTIVE", "True"]
+    assert "DELETED" in shown(session, "delete")
+    assert "kdep" in shown(session, "after") and "DELETED" in shown(session, "after")
+
+
+def test_the_form_deploys_in_the_background(session) -> None:
+    assert "idle 8" in shown(session, "form")
+    (view,) = [
+        o for o in session["cell"]["form"].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert view.output_type == "display_data"  # shown once, not again as the cell's result
+    assert shown(session, "fill").strip() == "deploying"  # the click returned at once: the kernel is free
+    assert shown(session, "form_done").strip() == "active 100 True"
+    # The widget models the frontend received while the background deploy ran: progress, state, result.
+    cells = {session["index"]["fill"], session["index"]["form_done"]}
+    updates = [e["state"] for e in session["client"].comm_log if e["cell"] in cells and e["type"] == "comm_msg"]
+    values = [str(u.get("value", "")) for u in updates]
+    assert any("State: <b>ACTIVE</b> · 100%" in v for v in values)
+    assert {"value": 100} in updates and {"bar_style": "success"} in updates
+    assert any("formdep is ACTIVE" in v and "%%llm_predict -d formdep" in v for v in values)
+    assert {"_dom_classes": ["odsc-deploy-form", "odsc-state-active"]} in updates
+    refused = shown(session, "form_refused")
+    assert refused.strip() == "None refused"
