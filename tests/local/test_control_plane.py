@@ -141,12 +141,18 @@ def test_composite_waiter_follows_the_work_request(backend):
     assert client.get_model_deployment(md_id).data.lifecycle_state == "ACTIVE"
 
 
+def test_delete_while_creating_is_refused(backend_factory):
+    slow = backend_factory("--deploy-seconds", "60")
+    client = slow.data_science_client()
+    md_id = client.create_model_deployment(_details(slow, "creating")).data.id
+    error = _error(client.delete_model_deployment, md_id)
+    assert (error.status, error.code) == (409, "IncorrectState") and "CREATING" in error.message
+
+
 def test_illegal_transitions_and_etags(backend):
     client = backend.data_science_client()
     created = client.create_model_deployment(_details(backend, "transitions"))
     md_id = created.data.id
-    error = _error(client.delete_model_deployment, md_id)  # still CREATING
-    assert (error.status, error.code) == (409, "IncorrectState") and "CREATING" in error.message
     _wait(backend, created.headers["opc-work-request-id"])
     error = _error(client.activate_model_deployment, md_id)
     assert (error.status, error.code) == (409, "IncorrectState") and "ACTIVE" in error.message

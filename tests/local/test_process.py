@@ -61,13 +61,13 @@ def test_state_survives_a_restart(tmp_path):
 
 
 def test_transition_due_while_stopped_completes_after_restart(tmp_path):
-    first = start_backend(tmp_path, "--deploy-seconds", "0.5")
+    first = start_backend(tmp_path, "--deploy-seconds", "3")
     try:
         created = first.create_deployment("slow", wait=False)
         assert first.data_science_client().get_model_deployment(created["id"]).data.lifecycle_state == "CREATING"
     finally:
         first.stop()
-    second = start_backend(tmp_path, "--deploy-seconds", "0.5")
+    second = start_backend(tmp_path, "--deploy-seconds", "3")
     try:
         client = second.data_science_client()
         work_requests = client.list_work_requests(compartment_id=second.compartment_id, resource_id=created["id"])
