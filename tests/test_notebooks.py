@@ -14,9 +14,7 @@ from odsc_magics.demo import NOTEBOOK, ROOT, kernel_env, llm_answers, run_notebo
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_runs_and_streams_answers(
-    backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_quickstart_runs_and_streams_answers(backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     target = tmp_path / "executed.ipynb"
     nb, error = run_notebook(NOTEBOOK, target, kernel_env(backend.state_dir))
@@ -33,9 +31,7 @@ def test_quickstart_runs_and_streams_answers(
     shown = {c.source.splitlines()[0]: c for c in nb.cells if c.cell_type == "code"}
     deploy = next(c for line, c in shown.items() if line.startswith("%llm_deploy create"))
     assert "ACTIVE" in str(deploy.outputs)
-    assert "characters kept in `answer`" in str(
-        shown['print(len(answer), "characters kept in `answer`")'].outputs
-    )
+    assert "characters kept in `answer`" in str(shown['print(len(answer), "characters kept in `answer`")'].outputs)
     assert "5 messages" in str(shown["%llm_chat --history"].outputs)
     assert "nothing was sent" in str(next(c for line, c in shown.items() if "--dry-run" in line).outputs)
     widgets = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
@@ -66,3 +62,21 @@ def test_make_demo_works_with_an_empty_home(tmp_path: Path) -> None:
     assert f"Executed notebook written to {output}" in done.stdout
     assert output.exists()
     assert (home / ".odsc_magics" / "local").is_dir()  # the state is where the README says
+
+
+def test_deploy_notebook_runs_the_whole_lifecycle(backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    source = ROOT / "notebooks" / "02_deploy.ipynb"
+    nb, error = run_notebook(source, tmp_path / "02_deploy.ipynb", kernel_env(backend.state_dir))
+    assert error is None, error
+    shown = {c.source.splitlines()[0]: str(c.outputs) for c in nb.cells if c.cell_type == "code"}
+    assert "Mistral-7B-Instruct-v0.3" in shown["%llm_deploy models --search instruct"]
+    assert "✓ fits" in shown["%llm_deploy shapes --model Meta-Llama-3.1-8B-Instruct"]
+    assert "does not fit VM.GPU.A10.1" in shown["from odsc_magics import deploy"]
+    create = next(text for line, text in shown.items() if line.startswith("%llm_deploy create"))
+    assert "ACTIVE" in create
+    assert len(llm_answers(nb)) == 1
+    logs = shown["%llm_deploy logs deploy-demo --tail 10"]
+    assert "access" in logs and "predict" in logs
+    assert "INACTIVE" in shown["%llm_deploy deactivate deploy-demo"]
+    assert "DELETED" in shown["%llm_deploy delete deploy-demo"]
