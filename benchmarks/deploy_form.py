@@ -5,12 +5,18 @@ the shapes as ``list_model_deployment_shapes`` items. Timed: flattening the page
 the shapes with the catalog, and building the form (widgets, fit verdicts of the selected model). The first
 build also imports ipywidgets and the form module; later builds show the steady cost. Target: <= 0.5 s.
 
+Second figure: the control-plane calls ``Deployment.wait()`` makes while a deployment is CREATING for 60 s
+(a local backend started with ``--deploy-seconds 60``; every SDK call is counted through a wrapper of the
+context's call). The rule: never more than one call per second, backing off to one per 10 s.
+
     python benchmarks/deploy_form.py [--models 1000] [--shapes 30] [--page-size 100] [--runs 7]
+                                     [--wait-seconds 60 | --wait-seconds 0 to skip]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -73,12 +79,48 @@ def _build(pages: list[list[Any]], shape_summaries: list[Any]) -> Any:
     return DeployForm(choices, shapes, on_deploy=lambda request, sink: None)
 
 
+def count_wait_calls(seconds: float) -> tuple[int, float, float]:
+    """(control-plane calls, shortest gap between two calls in s, wall time) while waiting on a deployment."""
+    import importlib
+    import tempfile
+
+    from odsc_magics.config import LLMSettings
+    from odsc_magics.context import get_context
+    from odsc_magics.local.testing import start_backend
+
+    api = importlib.import_module("odsc_magics.deploy")
+    backend = start_backend(tempfile.mkdtemp(prefix="bench-wait-"), "--deploy-seconds", str(seconds))
+    try:
+        settings = LLMSettings(backend="local", local_dir=str(backend.state_dir))
+        deployment = api.deploy("Mistral-7B-Instruct-v0.3", "VM.GPU.A10.1", wait=False, settings=settings)
+        context = get_context(settings)
+        stamps: list[float] = []
+        original = context.call
+
+        def counted(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            stamps.append(time.monotonic())
+            return original(what, fn, *args, **kwargs)
+
+        context.call = counted
+        start = time.monotonic()
+        try:
+            deployment.wait(progress=False)
+        finally:
+            del context.call
+        wall = time.monotonic() - start
+    finally:
+        backend.stop()
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return len(stamps), min(gaps, default=float("nan")), wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--shapes", type=int, default=30)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--wait-seconds", type=float, default=60.0, help="deploy time of the wait count (0: skip)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -116,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"form: {shown} models listed, selected {form.model_select.value!r} on {form.shape_select.value!r}")
     verdict = "within" if max(first_s, median_s) <= TARGET_S else "OVER"
     print(f"target <= {TARGET_S} s after the first OCI import: {verdict}")
+    if args.wait_seconds > 0:
+        calls, gap, wall = count_wait_calls(args.wait_seconds)
+        print(
+            f"control-plane calls during a {args.wait_seconds:g} s wait: {calls} in {wall:.1f} s "
+            f"(shortest gap {gap:.2f} s; {calls / wall:.2f} calls/s)"
+        )
     return 0
 
 
