@@ -5,7 +5,7 @@ one request takes, then runs the same frame with concurrency="auto", fixed C/2, 
 one-row-at-a-time loop, printing rows/s, the ratio to the ideal and the share of requests throttled (429s
 counted by the backend). Finally it measures the peak memory of 100,000 rows of ~1 KB prompts.
 
-    python benchmarks/batch_throughput.py [--capacities 8,32,128] [--rows N] [--ttft-ms 500]
+    python benchmarks/batch_throughput.py [--capacities 8,32,128] [--rows N] [--ttft-ms 800]
         [--tokens-per-s 100] [--max-tokens 10] [--memory-rows 100000]
 """
 
@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import tracemalloc
 
 os.environ.setdefault("OCI_SDK_DEFAULT_RETRY_ENABLED", "false")
 os.environ.setdefault("OCI_SDK_DEFAULT_CIRCUITBREAKER_ENABLED", "false")
@@ -27,12 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capacities", default="8,32,128")
     parser.add_argument("--rows", type=int, default=None, help="rows per run (default max(1000, 25 C))")
-    parser.add_argument("--ttft-ms", type=float, default=500.0)
+    parser.add_argument("--ttft-ms", type=float, default=800.0)
     parser.add_argument("--tokens-per-s", type=float, default=100.0)
     parser.add_argument("--max-tokens", type=int, default=10)
     parser.add_argument("--memory-rows", type=int, default=100_000)
+    parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--loop-rows", type=int, default=20, help="rows for the one-at-a-time baseline")
     args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args.memory_child)
+        return 0
 
     import pandas as pd
 
@@ -127,37 +130,60 @@ def _measure(backend, deployment, work, rows: int | None = None) -> tuple[float,
 
 
 def _memory(rows: int) -> None:
-    """Peak traced memory of predict_frame over `rows` ~1 KB prompts, against the frame and its results."""
+    """Peak RSS of predict_frame over `rows` ~1 KB prompts, in a fresh process, against the frame and results."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, __file__, "--memory-child", str(rows)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout + done.stderr)
+        raise SystemExit("memory run failed")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    mb = 1e6
+    elapsed = figures["elapsed"]
+    print(f"\nmemory: {rows} rows of ~1 KB prompts in {elapsed:.1f} s ({rows / elapsed:.0f} rows/s)")
+    print(f"  frame {figures['frame'] / mb:.1f} MB, results {figures['results'] / mb:.1f} MB; "
+          f"RSS before the call {figures['rss_before'] / mb:.1f} MB, peak during it {figures['rss_peak'] / mb:.1f} MB: "
+          f"+{(figures['rss_peak'] - figures['rss_before']) / mb:.1f} MB, of which "
+          f"{(figures['rss_peak'] - figures['rss_before'] - figures['results']) / mb:.1f} MB beyond the results "
+          f"({(figures['rss_peak'] - figures['rss_before'] - figures['results']) / figures['frame']:.2f} × the frame)")
+
+
+def _memory_child(rows: int) -> None:
+    import json
+    import resource
+
     import pandas as pd
 
     from odsc_magics.batch import predict_frame
     from odsc_magics.local.testing import start_backend
 
     with tempfile.TemporaryDirectory() as state:
-        backend = start_backend(state, "--capacity", "256", "--ttft-ms", "0", "--tokens-per-s", "0",
+        backend = start_backend(state, "--capacity", "64", "--ttft-ms", "0", "--tokens-per-s", "0",
                                 "--deploy-seconds", "0")  # fmt: skip
         try:
             _configure(backend)
             deployment = backend.create_deployment("bench-memory")
             endpoint = _connect(deployment["url"])
+            endpoint.complete("warm up", max_tokens=1)
             filler = "lorem ipsum dolor sit amet " * 37  # ~1 KB
             frame = pd.DataFrame({"id": range(rows), "text": [f"{i} {filler}" for i in range(rows)]})
             frame_bytes = int(frame.memory_usage(deep=True).sum())
-            tracemalloc.start()
-            base, _ = tracemalloc.get_traced_memory()
+            rss_before = _rss()
             start = time.perf_counter()
             out = predict_frame(frame, "Summarise: {{ text }}", deployment=endpoint, progress=False, max_tokens=4)
             elapsed = time.perf_counter() - start
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            results_bytes = int(out.memory_usage(deep=True).sum()) - frame_bytes
-            over = peak - base - results_bytes
-            print(f"\nmemory: {rows} rows of ~1 KB prompts in {elapsed:.1f} s ({rows / elapsed:.0f} rows/s)")
-            print(f"  frame {frame_bytes / 1e6:.1f} MB, results {results_bytes / 1e6:.1f} MB, "
-                  f"peak traced during the call {(peak - base) / 1e6:.1f} MB "
-                  f"(beyond the results: {over / 1e6:.1f} MB = {over / frame_bytes:.2f} × the frame)")  # fmt: skip
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            results = int(out.memory_usage(deep=True).sum()) - frame_bytes
+            print(json.dumps({"frame": frame_bytes, "results": results, "rss_before": rss_before,
+                              "rss_peak": peak, "elapsed": elapsed}))  # fmt: skip
         finally:
             backend.stop()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 if __name__ == "__main__":
