@@ -73,7 +73,7 @@ def test_panel_lists_a_deployment_created_through_the_python_api(page, lab, arti
     print(f"panel screenshot: {shot}")
 
 
-def test_insert_predict_cell_runs_and_streams(page):
+def test_insert_predict_cell_runs_and_streams(page, artifacts):
     _open_panel(page)
     page.locator(ITEM + ' button[data-action="predict"]').click()
     sources = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-editor")
@@ -98,6 +98,7 @@ def test_insert_predict_cell_runs_and_streams(page):
     # Streamed: the output showed at least one partial answer before the final one.
     assert len(seen) >= 2, seen
     assert seen[-1] == answer or answer.startswith(seen[0][: len(seen[0]) // 2])
+    page.screenshot(path=str(artifacts / "lab-predict.png"))
 
 
 def test_prompt_cell_body_is_edited_as_markdown(page):
