@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import RecordingClient, failed, kernel_env, llm_outputs, texts
+from kernel_helpers import RecordingClient, failed, kernel_env, llm_outputs, texts
 
 from odsc_magics.local.testing import start_backend
 

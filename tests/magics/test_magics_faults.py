@@ -6,7 +6,7 @@ import configparser
 from pathlib import Path
 
 import pytest
-from conftest import failed, llm_outputs, texts
+from kernel_helpers import failed, llm_outputs, texts
 
 pytestmark = pytest.mark.slow
 

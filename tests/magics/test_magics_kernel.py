@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from conftest import failed, llm_outputs, texts
+from kernel_helpers import failed, llm_outputs, texts
 from nbclient.exceptions import CellExecutionError
 
 from odsc_magics.display import max_per_window
@@ -29,7 +29,7 @@ METADATA_KEYS = {
 def session(backend, tmp_path_factory):
     """One kernel running the everyday cells; the tests below read its outputs."""
     import nbformat
-    from conftest import RecordingClient, kernel_env
+    from kernel_helpers import RecordingClient, kernel_env
 
     cells = {
         "setup": SETUP,
