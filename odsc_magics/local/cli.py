@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="On start it prints one JSON line (endpoint, config_file, profile, compartment_id, project_id, "
         "pid, region) and writes it to <state-dir>/start.json. GET /_emulator/stats and /_emulator/access_logs "
         "answer loopback clients without a signature. A deployment whose container environment sets "
-        "EMULATOR_FAIL=<reason> ends FAILED with that reason.",
+        "EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging (/20200531) has one log group, "
+        "odsc-magics-local, with the logs 'access' and 'predict'; a deployment whose categoryLogDetails names "
+        "them can be searched through Logging Search (/20190909/search).",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
     parser.add_argument("--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})")
@@ -143,7 +145,7 @@ async def serve(options) -> None:
     """Start the server, announce it (stdout line + start.json), serve until told to stop."""
     from aiohttp import web
 
-    from odsc_magics.local import identity, resources, server
+    from odsc_magics.local import identity, logsearch, resources, server
     from odsc_magics.local.runtime import Runtime
     from odsc_magics.local.signing import Verifier
     from odsc_magics.local.state import Store
@@ -153,6 +155,7 @@ async def serve(options) -> None:
     verifier = Verifier(identity.load_public_key(options.state_dir), ident.key_id)
     runtime = Runtime(options, ident, store, verifier)
     resources.seed(runtime)
+    logsearch.seed(runtime)
     app = server.create_app(runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()

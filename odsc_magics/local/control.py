@@ -343,12 +343,8 @@ async def list_work_request_errors(request: web.Request) -> web.Response:
     return json_response(page, headers=headers)
 
 
-async def reserved_logging(request: web.Request) -> web.Response:
-    raise ApiError(404, "NotAuthorizedOrNotFound", "Logging Search is not available on this local backend yet")
-
-
 def add_routes(app: web.Application) -> None:
-    """Register the model deployment and work request routes (and reserve ``/20190909`` for Logging Search)."""
+    """Register the model deployment and work request routes."""
     md = f"{BASE}/modelDeployments"
     app.router.add_routes(
         [
@@ -363,6 +359,5 @@ def add_routes(app: web.Application) -> None:
             web.get(f"{BASE}/workRequests/{{id}}", get_work_request, allow_head=False),
             web.get(f"{BASE}/workRequests/{{id}}/logs", list_work_request_logs, allow_head=False),
             web.get(f"{BASE}/workRequests/{{id}}/errors", list_work_request_errors, allow_head=False),
-            web.route("*", "/20190909/{tail:.*}", reserved_logging),
         ]
     )

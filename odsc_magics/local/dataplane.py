@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +27,9 @@ _FAULT_ERRORS = {
     "500": (500, "InternalServerError", "Internal server error"),
     "503": (503, "ServiceUnavailable", "Model server unavailable"),
 }
+
+
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 class Dropped(Exception):
@@ -83,18 +88,43 @@ async def predict(request: web.Request) -> web.StreamResponse:
         status = outcome["status"]
         if status is not None:
             stats.by_status[status] += 1
-        runtime.store.record_access(
+        _log_request(runtime, request, deployment_id, status, outcome.get("route"), started)
+    return response
+
+
+def _log_request(runtime: Runtime, request: web.Request, deployment_id: str, status, route, started: float) -> None:
+    """One access record per request; one model-server (predict log) line per request that reached it."""
+    now = time.time()
+    stamp, millis = rfc3339(now), int(now * 1000)
+    path = request.path[len(deployment_id) + 1 :]
+    request_id = request.get("opc_request_id")
+    runtime.store.record_access(
+        deployment_id,
+        {
+            "id": os.urandom(8).hex(),
+            "datetime": millis,
+            "time": stamp,
+            "method": request.method,
+            "path": path,
+            "status": status or 0,
+            "latency": round((time.perf_counter() - started) * 1000, 3),
+            "opcRequestId": request_id,
+        },
+    )
+    if route and status:
+        phrase = _REASONS.get(status, "")
+        runtime.store.record(
+            "predict",
             deployment_id,
             {
-                "time": rfc3339(time.time()),
-                "method": request.method,
-                "path": request.path[len(deployment_id) + 1 :],
-                "status": status or 0,
-                "latency": round((time.perf_counter() - started) * 1000, 3),
-                "opcRequestId": request.get("opc_request_id"),
+                "id": os.urandom(8).hex(),
+                "datetime": millis,
+                "time": stamp,
+                "message": f'INFO:     127.0.0.1:{40000 + millis % 20000} - "{request.method} {route} HTTP/1.1" '
+                f"{status} {phrase}".rstrip(),
+                "opcRequestId": request_id,
             },
         )
-    return response
 
 
 async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats, outcome: dict):
@@ -151,6 +181,7 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
                 raise _with_retry_after(runtime, ApiError(*_FAULT_ERRORS[fault]))
             if fault == "reset":
                 _abort(request)
+        outcome["route"] = route
         engine = runtime.engine_for(env)
         context = {"deployment_id": deployment["id"], "env": env}
         reply = await engine.handle(request.method, route, body, context=context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -157,6 +158,8 @@ class Lifecycle:
                 system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
                 system["currentInstanceCount"] = 0
             deployment["_pending"] = None
+            if pending["operation"] in {"CREATE", "ACTIVATE"}:
+                self._server_log(deployment, pending["due"], fail)
             if work_request:
                 work_request["_final"] = "FAILED" if fail else "SUCCEEDED"
                 work_request["_finished"] = max(pending["due"], work_request["_accepted"])
@@ -168,6 +171,30 @@ class Lifecycle:
         if changed:
             self.store.save()
         return changed
+
+    def _server_log(self, deployment: dict, when: float, fail: str | None) -> None:
+        """What the model server container printed while starting (its predict log)."""
+        port = (
+            (deployment.get("modelDeploymentConfigurationDetails") or {}).get("environmentConfigurationDetails") or {}
+        ).get("serverPort") or 8080
+        lines = ["INFO:     Loading the model from /opt/ds/model/deployed_model"]
+        if fail:
+            lines.append(f"ERROR:    {fail}")
+        else:
+            lines += [
+                "INFO:     Started server process [1]",
+                "INFO:     Waiting for application startup.",
+                "INFO:     Application startup complete.",
+                f"INFO:     Uvicorn running on http://0.0.0.0:{port} (Press CTRL+C to quit)",
+            ]
+        first = when - 0.001 * len(lines)
+        for index, message in enumerate(lines):
+            at = first + 0.001 * (index + 1)
+            self.store.record(
+                "predict",
+                deployment["id"],
+                {"id": os.urandom(8).hex(), "datetime": int(at * 1000), "time": rfc3339(at), "message": message},
+            )
 
 
 def _details(state: str) -> str | None:

@@ -10,7 +10,7 @@ import secrets
 
 from aiohttp import web
 
-from odsc_magics.local import control, dataplane, resources
+from odsc_magics.local import control, dataplane, logsearch, resources
 from odsc_magics.local.apierror import ApiError
 from odsc_magics.local.http import error_response, json_response
 from odsc_magics.local.runtime import RUNTIME, Runtime
@@ -92,7 +92,7 @@ async def _ticker(app: web.Application) -> None:
         try:
             runtime.lifecycle.advance()
             if ticks % FLUSH_EVERY == 0:
-                runtime.store.flush_access_logs()
+                runtime.store.flush_logs()
         except Exception:  # keep ticking; the next request advances lazily anyway
             log.exception("periodic state update failed")
 
@@ -106,7 +106,7 @@ async def _background(app: web.Application):
     runtime = app[RUNTIME]
     runtime.lifecycle.advance()
     runtime.store.save()
-    runtime.store.flush_access_logs()
+    runtime.store.flush_logs()
     await runtime.aclose()
 
 
@@ -118,6 +118,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/_emulator/access_logs", emulator_access_logs, allow_head=False)
     control.add_routes(app)
     resources.add_routes(app)
+    logsearch.add_routes(app)
     dataplane.add_routes(app)
     app.on_response_prepare.append(_stamp_request_id)
     app.cleanup_ctx.append(_background)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-ACCESS_LOG_LIMIT = 500
-_COLLECTIONS = ("deployments", "workRequests", "models", "projects", "retryTokens")
+LOG_LIMIT = 500  # records per deployment and kind
+LOG_KINDS = ("access", "predict")
+_COLLECTIONS = ("deployments", "workRequests", "models", "projects", "logGroups", "logs", "retryTokens")
 
 
 _SECOND: list = [None, ""]  # the last whole second formatted, reused by the access log's hot path
@@ -36,18 +37,18 @@ def etag_of(resource: dict) -> str:
 
 
 class Store:
-    """Deployments, work requests, user models, projects and retry tokens, persisted in ``state.json``.
+    """Deployments, work requests, user models, projects, log groups, logs and retry tokens in ``state.json``.
 
-    Access logs (per deployment, bounded) live in memory and are flushed to ``access_logs.json`` by
-    ``flush_access_logs`` so the predict path never writes to disk.
+    The deployments' log records (per deployment and kind, bounded) live in memory and are flushed to
+    ``access_logs.json`` / ``predict_logs.json`` by ``flush_logs``, so the predict path never writes to disk.
     """
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "state.json"
-        self.access_path = state_dir / "access_logs.json"
+        self.log_paths = {kind: state_dir / f"{kind}_logs.json" for kind in LOG_KINDS}
         self.data: dict[str, Any] = {"version": 1, **{name: {} for name in _COLLECTIONS}}
-        self.access_logs: dict[str, deque] = {}
-        self._access_dirty = False
+        self.logs: dict[str, dict[str, deque]] = {kind: {} for kind in LOG_KINDS}
+        self._dirty: set[str] = set()
         self._load()
 
     def _load(self) -> None:
@@ -61,12 +62,13 @@ class Store:
             else:
                 for name in _COLLECTIONS:
                     self.data[name] = loaded.get(name, {})
-        if self.access_path.exists():
-            try:
-                loaded = json.loads(self.access_path.read_text())
-                self.access_logs = {key: deque(entries, maxlen=ACCESS_LOG_LIMIT) for key, entries in loaded.items()}
-            except (OSError, ValueError):
-                self.access_logs = {}
+        for kind, path in self.log_paths.items():
+            if path.exists():
+                try:
+                    loaded = json.loads(path.read_text())
+                    self.logs[kind] = {key: deque(items, maxlen=LOG_LIMIT) for key, items in loaded.items()}
+                except (OSError, ValueError):
+                    self.logs[kind] = {}
 
     @property
     def deployments(self) -> dict[str, dict]:
@@ -85,30 +87,48 @@ class Store:
         return self.data["projects"]
 
     @property
+    def log_groups(self) -> dict[str, dict]:
+        return self.data["logGroups"]
+
+    @property
+    def log_objects(self) -> dict[str, dict]:
+        """The Logging service's logs (id → Log), not the records in them."""
+        return self.data["logs"]
+
+    @property
     def retry_tokens(self) -> dict[str, dict]:
         return self.data["retryTokens"]
+
+    @property
+    def access_logs(self) -> dict[str, deque]:
+        return self.logs["access"]
 
     def save(self) -> None:
         """Write ``state.json`` atomically (temp file + rename)."""
         _atomic_write(self.path, json.dumps(self.data, separators=(",", ":")))
 
-    def record_access(self, deployment_id: str, entry: dict) -> None:
-        """Append one access-log entry (time, method, path, status, latency, opcRequestId)."""
-        entries = self.access_logs.get(deployment_id)
+    def record(self, kind: str, deployment_id: str, entry: dict) -> None:
+        """Append one log record of ``kind`` ("access" or "predict"); ``entry`` has at least ``datetime`` (ms)."""
+        by_deployment = self.logs[kind]
+        entries = by_deployment.get(deployment_id)
         if entries is None:
-            entries = self.access_logs[deployment_id] = deque(maxlen=ACCESS_LOG_LIMIT)
+            entries = by_deployment[deployment_id] = deque(maxlen=LOG_LIMIT)
         entries.append(entry)
-        self._access_dirty = True
+        self._dirty.add(kind)
 
-    def flush_access_logs(self) -> None:
-        """Persist the access logs if any were added since the last flush."""
-        if not self._access_dirty:
-            return
-        self._access_dirty = False
-        _atomic_write(
-            self.access_path,
-            json.dumps({key: list(value) for key, value in self.access_logs.items()}, separators=(",", ":")),
-        )
+    def record_access(self, deployment_id: str, entry: dict) -> None:
+        """Append one access record (datetime, time, method, path, status, latency, opcRequestId, ...)."""
+        self.record("access", deployment_id, entry)
+
+    def flush_logs(self) -> None:
+        """Persist the log records added since the last flush."""
+        for kind in sorted(self._dirty):
+            records = self.logs[kind]
+            _atomic_write(
+                self.log_paths[kind],
+                json.dumps({key: list(value) for key, value in records.items()}, separators=(",", ":")),
+            )
+        self._dirty.clear()
 
 
 def _atomic_write(path: Path, text: str) -> None:
