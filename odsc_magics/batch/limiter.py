@@ -29,6 +29,11 @@ class AdaptiveLimiter:
         self.peak = 0
         self.throttled = 0
         self._latency: float | None = None
+        self._burst_floor = 1.0
+        self._used = 0
+        self._worked = 0  # the highest in-flight level at which a request has succeeded
+        self._capacity_burst = False
+        self._probes_ok = 0  # probes above the ceiling that held since the last capacity throttle
 
     @property
     def limit(self) -> int:
@@ -45,6 +50,7 @@ class AdaptiveLimiter:
                 if wait <= 0 and self.in_flight < self.limit:
                     self.in_flight += 1
                     self.peak = max(self.peak, self.in_flight)
+                    self._used = max(self._used, self.in_flight)
                     return self.in_flight
                 self._cond.wait(timeout=min(max(wait, 0.005), 0.1) if wait > 0 else 0.1)
 
@@ -54,26 +60,36 @@ class AdaptiveLimiter:
             self.in_flight -= 1
             self._cond.notify()
 
-    def on_success(self, latency_s: float | None = None) -> None:
+    def on_success(self, latency_s: float | None = None, sent_at: int | None = None) -> None:
         """A request succeeded: slow start until the first throttle, then additive increase."""
+        if sent_at is not None:
+            self._worked = max(self._worked, sent_at)
         if latency_s is not None:
             self._latency = latency_s if self._latency is None else 0.8 * self._latency + 0.2 * latency_s
         if self.fixed:
             return
         with self._cond:
+            if self._used < self.limit - 1:
+                return  # the limit is not what holds the work back: growing it would only be a guess
             self._since_change += 1
             if self.ceiling is None:
                 # Slow start: two more slots per success triple the limit every round trip. Overshooting
                 # is cheap: throttles come back at once and set the ceiling.
                 self._limit = min(float(self.maximum), self._limit + 2)
                 self._since_change = 0
+                self._used = 0
                 self._cond.notify_all()
                 return
-            # Above the known ceiling, probe only now and then.
-            window = self._limit * 8 if self._limit >= self.ceiling else self._limit
+            # At the known ceiling, probe above it only now and then, more often after probes that went well.
+            probing = self._limit >= self.ceiling
+            window = self._limit * max(1, 8 >> self._probes_ok) if probing else self._limit
             if self._since_change >= window and self._limit < self.maximum:
+                if probing:
+                    self._probes_ok += 1
+                    self.ceiling = self._limit  # that level held
                 self._limit += 1
                 self._since_change = 0
+                self._used = 0
                 self._cond.notify_all()
 
     def on_throttle(self, sent_at: int | None, retry_after: float | None = None) -> None:
@@ -85,16 +101,34 @@ class AdaptiveLimiter:
                 self._paused_until = max(self._paused_until, now + min(retry_after, 60.0))
             if self.fixed:
                 return
-            estimate = float((sent_at - 1) if sent_at else self.limit - 1)
-            # Throttles answering requests of one burst arrive within about one request's latency.
-            recent = now - self._last_decrease < max(0.05, self._latency or 0.0)
-            if recent and estimate >= self._limit:
+            estimate = float(sent_at - 1) if sent_at is not None else None
+            # Throttles answering the requests of one burst arrive within about one request's latency, in any
+            # order: a capacity burst lowers the limit to its lowest estimate, but at most halves it in all.
+            if now - self._last_decrease < max(0.05, self._latency or 0.0):
+                if self._capacity_burst and estimate is not None and estimate < self._limit:
+                    self._limit = max(1.0, estimate, self._burst_floor)
+                    self.ceiling = self._limit
                 return
-            new_limit = estimate if estimate < self._limit else self._limit - 1
-            self._limit = max(1.0, new_limit, self._limit * 0.5)
-            self.ceiling = self._limit
-            self._since_change = 0
             self._last_decrease = now
+            self._burst_floor = self._limit * 0.5
+            known = estimate is not None and estimate + 1 <= self._worked
+            if estimate is not None and not known:
+                # Sent above every level where requests have succeeded: the endpoint holds about what was in
+                # flight before this request.
+                self._capacity_burst = True
+                self._probes_ok = 0
+                target = estimate if estimate < self._limit else self._limit - 1
+                self._limit = max(1.0, target, self._burst_floor)
+                self.ceiling = self._limit
+                self._worked = min(self._worked, int(self._limit))
+            else:
+                # Not explained by concurrency (a level that worked before, a rate limit, noise): back off
+                # gently and keep the ceiling, so that climbing back to it is quick.
+                self._capacity_burst = False
+                self._limit = max(1.0, self._limit * 0.9)
+                if self.ceiling is None:
+                    self.ceiling = self._limit
+            self._since_change = 0
             self._cond.notify_all()
 
 

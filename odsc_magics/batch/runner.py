@@ -189,7 +189,7 @@ class BatchRunner:
         else:
             latency = time.monotonic() - start
             self.limiter.release()
-            self.limiter.on_success(latency)
+            self.limiter.on_success(latency, sent_at)
             usage = getattr(result, "usage", None) or {}
             outcome = Outcome(
                 text=result.text,
@@ -224,7 +224,7 @@ class BatchRunner:
             )
             return
         if kind in {"throttle", "retry"} and job.attempts <= self.max_retries and not self.stop.is_set():
-            delay = retry_after if retry_after else _backoff(job.attempts, small=kind == "throttle")
+            delay = retry_after if retry_after else _backoff(job.attempts)
             self._requeue(job, delay)
             return
         self._finish(
@@ -287,7 +287,6 @@ class BatchRunner:
             return [entry[2] for entry in self._retries]
 
 
-def _backoff(attempt: int, *, small: bool = False) -> float:
-    """Exponential backoff with full jitter; throttles start smaller (the limiter already slowed down)."""
-    base, cap = (0.05, 5.0) if small else (0.25, 20.0)
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(20.0, 0.25 * 2 ** (attempt - 1)))

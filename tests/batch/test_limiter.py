@@ -7,11 +7,34 @@ import threading
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
 
 
+def saturate(limiter: AdaptiveLimiter) -> None:
+    while limiter.in_flight < limiter.limit:
+        limiter.acquire()
+
+
+def succeed(limiter: AdaptiveLimiter, times: int) -> None:
+    """Each time: one request comes back, and the freed slots are filled again (the endpoint stays full)."""
+    for _ in range(times):
+        saturate(limiter)
+        limiter.release()
+        limiter.on_success()
+    saturate(limiter)
+
+
 def test_slow_start_grows_two_slots_per_success_until_a_throttle():
     limiter = AdaptiveLimiter(initial=4)
-    for _ in range(10):
-        limiter.on_success()
+    succeed(limiter, 10)
     assert limiter.limit == 24
+
+
+def test_an_unused_limit_does_not_grow():
+    limiter = AdaptiveLimiter(initial=8)
+    limiter.acquire()
+    for _ in range(10):
+        limiter.release()
+        limiter.on_success()
+        limiter.acquire()
+    assert limiter.limit == 8
 
 
 def test_throttle_sets_limit_to_what_was_in_flight_before_it():
@@ -29,20 +52,34 @@ def test_throttles_from_one_burst_lower_the_limit_once():
     assert limiter.limit == 32
 
 
-def test_decrease_is_never_below_half():
+def test_a_throttle_at_a_level_that_worked_backs_off_gently():
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_success(sent_at=10)
+    limiter.on_throttle(sent_at=2)  # not a concurrency signal: a rate limit or noise
+    assert limiter.limit == 36
+    assert limiter.ceiling == 36
+
+
+def test_a_throttle_above_every_level_that_worked_is_a_capacity_signal_at_most_halving():
     limiter = AdaptiveLimiter(initial=40)
     limiter.on_throttle(sent_at=2)
     assert limiter.limit == 20
+
+
+def test_a_throttle_near_the_limit_sets_the_ceiling_to_what_was_in_flight():
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=31)
+    assert limiter.limit == 30
+    assert limiter.ceiling == 30
 
 
 def test_probing_above_the_ceiling_is_slow():
     limiter = AdaptiveLimiter(initial=12)
     limiter.on_throttle(sent_at=11)
     assert limiter.limit == 10
-    for _ in range(79):
-        limiter.on_success()
+    succeed(limiter, 79)
     assert limiter.limit == 10
-    limiter.on_success()
+    succeed(limiter, 1)
     assert limiter.limit == 11
 
 
