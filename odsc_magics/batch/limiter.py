@@ -106,26 +106,27 @@ class AdaptiveLimiter:
             # order: a capacity burst lowers the limit to its lowest estimate, but at most halves it in all.
             if now - self._last_decrease < max(0.05, self._latency or 0.0):
                 if self._capacity_burst and estimate is not None and estimate < self._limit:
-                    self._limit = max(1.0, estimate, self._burst_floor)
+                    self._limit = float(max(1, int(max(estimate, self._burst_floor))))
                     self.ceiling = self._limit
                 return
             self._last_decrease = now
             self._burst_floor = self._limit * 0.5
-            known = estimate is not None and estimate + 1 <= self._worked
-            if estimate is not None and not known:
-                # Sent above every level where requests have succeeded: the endpoint holds about what was in
-                # flight before this request.
+            # Before a ceiling is known, a throttle above every level that worked reveals the capacity;
+            # after, only one above the ceiling (a probe) does.
+            known_level = self._worked if self.ceiling is None else self.ceiling
+            if estimate is not None and estimate + 1 > known_level:
+                # The endpoint holds about what was in flight before this request.
                 self._capacity_burst = True
                 self._probes_ok = 0
                 target = estimate if estimate < self._limit else self._limit - 1
-                self._limit = max(1.0, target, self._burst_floor)
+                self._limit = float(max(1, int(max(target, self._burst_floor))))
                 self.ceiling = self._limit
                 self._worked = min(self._worked, int(self._limit))
             else:
-                # Not explained by concurrency (a level that worked before, a rate limit, noise): back off
-                # gently and keep the ceiling, so that climbing back to it is quick.
+                # At a level that worked before (a rate limit, noise, a race at the boundary): back off a
+                # little and keep the ceiling, so that climbing back to it is quick.
                 self._capacity_burst = False
-                self._limit = max(1.0, self._limit * 0.9)
+                self._limit = float(max(1, min(int(self._limit) - 1, int(self._limit * 0.9))))
                 if self.ceiling is None:
                     self.ceiling = self._limit
             self._since_change = 0
