@@ -107,7 +107,7 @@ class AdaptiveLimiter:
             if now - self._last_decrease < max(0.05, self._latency or 0.0):
                 if self._capacity_burst and estimate is not None and estimate < self._limit:
                     self._limit = float(max(1, int(max(estimate, self._burst_floor))))
-                    self.ceiling = self._limit
+                    self.ceiling = min(self.ceiling or self._limit, float(max(1, int(estimate))))
                 return
             self._last_decrease = now
             self._burst_floor = self._limit * 0.5
@@ -118,10 +118,10 @@ class AdaptiveLimiter:
                 # The endpoint holds about what was in flight before this request.
                 self._capacity_burst = True
                 self._probes_ok = 0
-                target = estimate if estimate < self._limit else self._limit - 1
+                target = float(max(1, int(estimate if estimate < self._limit else self._limit - 1)))
                 self._limit = float(max(1, int(max(target, self._burst_floor))))
-                self.ceiling = self._limit
-                self._worked = min(self._worked, int(self._limit))
+                self.ceiling = target  # the estimate itself, even where the limit may not fall that far at once
+                self._worked = min(self._worked, int(target))
             else:
                 # At a level that worked before (a rate limit, noise, a race at the boundary): back off a
                 # little and keep the ceiling, so that climbing back to it is quick.
