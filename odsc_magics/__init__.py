@@ -18,7 +18,9 @@ __all__ = [
     "deploy",
     "deployments",
     "get_deployment",
+    "last_partial",
     "load_ipython_extension",
+    "predict_frame",
     "unload_ipython_extension",
 ]
 
@@ -31,6 +33,8 @@ _LAZY = {
     "deployments": "odsc_magics.deploy",
     "get_deployment": "odsc_magics.deploy",
     "Deployment": "odsc_magics.deploy",
+    "predict_frame": "odsc_magics.batch",
+    "last_partial": "odsc_magics.batch",
 }
 
 
