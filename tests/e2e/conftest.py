@@ -75,7 +75,9 @@ class Lab:
             return json.loads(response.read() or b"{}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server, the backend and Playwright (whose sync API keeps an event loop running in this
+# thread) are gone before the rest of the suite runs.
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     """JupyterLab on 127.0.0.1 with a token, ODSC_MAGICS_BACKEND=local and a deployment made by odsc_magics.deploy."""
     _needs(shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
@@ -161,7 +163,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         backend.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
