@@ -1,8 +1,9 @@
-"""The fixed catalog of the local backend: AQUA service models and model deployment shapes."""
+"""The fixed catalog of the local backend: AQUA service models, model deployment shapes, service containers."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
 SERVICE_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaaodscservicemodelscompartmentlocalemulator000000000"
 SERVICE_PROJECT = "ocid1.datascienceproject.oc1.iad.aaaaaaaaodscservicemodelsprojectlocalemulator000000000"
@@ -11,7 +12,7 @@ CATALOG_TIME = "2024-09-01T00:00:00.000Z"
 VLLM_CONTAINER = "odsc-vllm-serving"
 VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
 
-# (display name, organization, license, task, max context, shapes it is ready to deploy on)
+# (display name, organization, license, task, max context, parameter count, shapes it is ready to deploy on)
 _MODELS = [
     (
         "Mistral-7B-Instruct-v0.3",
@@ -19,6 +20,7 @@ _MODELS = [
         "Apache 2.0",
         "text_generation",
         32768,
+        "7.25B",
         ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
     ),
     (
@@ -27,6 +29,7 @@ _MODELS = [
         "llama3.1",
         "text_generation",
         131072,
+        "8.03B",
         ["VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
     ),
     (
@@ -35,6 +38,7 @@ _MODELS = [
         "llama3.1",
         "text_generation",
         131072,
+        "70.6B",
         ["BM.GPU.A100-V2.8", "BM.GPU.H100.8", "BM.GPU.H200.8"],
     ),
     (
@@ -43,6 +47,7 @@ _MODELS = [
         "Apache 2.0",
         "text_generation",
         32768,
+        "46.7B",
         ["BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8", "BM.GPU.H100.8"],
     ),
     (
@@ -51,6 +56,7 @@ _MODELS = [
         "MIT",
         "text_generation",
         4096,
+        "3.82B",
         ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4"],
     ),
     (
@@ -59,6 +65,7 @@ _MODELS = [
         "gemma",
         "text_generation",
         8192,
+        "9.24B",
         ["VM.GPU.A10.2", "BM.GPU.A10.4", "BM.GPU.L40S.4", "BM.GPU.A100-V2.8"],
     ),
 ]
@@ -96,7 +103,9 @@ def _ocid(name: str) -> str:
     return f"ocid1.datasciencemodel.oc1.iad.amaaaaaa{digest}"
 
 
-def _service_model(name: str, org: str, license_: str, task: str, context: int, shapes: list[str]) -> dict:
+def _service_model(
+    name: str, org: str, license_: str, task: str, context: int, parameters: str, shapes: list[str]
+) -> dict:
     commit = hashlib.sha1(name.encode()).hexdigest()[:7]
     artifact = f"service_models/{name}/{commit}/artifact"
     return {
@@ -136,6 +145,12 @@ def _service_model(name: str, org: str, license_: str, task: str, context: int, 
                 "key": "context_length",
                 "value": str(context),
                 "description": "Maximum context length",
+                "category": "Other",
+            },
+            {
+                "key": "parameter_count",
+                "value": parameters,
+                "description": "Number of model parameters",
                 "category": "Other",
             },
         ],
@@ -188,3 +203,45 @@ def shape_summaries() -> list[dict]:
 def public(resource: dict) -> dict:
     """The resource without the catalog's private (underscore) keys."""
     return {key: value for key, value in resource.items() if not key.startswith("_")}
+
+
+# The vLLM service container family (``list_containers``): the latest version and the one before it.
+_VLLM_TAGS = [("0.6.4.post1.2", True), ("0.6.2", False)]
+_RESTRICTED_PARAMS = ["--port", "--host", "--served-model-name", "--seed"]
+
+
+def _vllm_container(tag: str, latest: bool) -> dict:
+    return {
+        "containerName": VLLM_CONTAINER,
+        "displayName": f"vLLM {tag}",
+        "familyName": VLLM_CONTAINER,
+        "description": "vLLM OpenAI-compatible inference server for AI Quick Actions model deployments",
+        "isLatest": latest,
+        "targetWorkloads": ["MODEL_DEPLOYMENT"],
+        "usages": ["INFERENCE"],
+        "tag": tag,
+        "lifecycleState": "ACTIVE",
+        "workloadConfigurationDetailsList": [
+            {
+                "workloadType": "MODEL_DEPLOYMENT",
+                "cmd": "--served-model-name odsc-llm --seed 42",
+                "serverPort": 8080,
+                "healthCheckPort": 8080,
+                "additionalConfigurations": {
+                    "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/completions",
+                    "MODEL_DEPLOY_HEALTH_ENDPOINT": "",
+                    "PORT": "8080",
+                    "HEALTH_CHECK_PORT": "8080",
+                    "platforms": "NVIDIA_GPU",
+                    "modelFormats": "SAFETENSORS",
+                    "restrictedParams": json.dumps(_RESTRICTED_PARAMS),
+                },
+            }
+        ],
+        "tagConfigurationList": [],
+        "freeformTags": {},
+        "definedTags": {},
+    }
+
+
+CONTAINERS = [_vllm_container(tag, latest) for tag, latest in _VLLM_TAGS]

@@ -29,10 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to its state directory.",
         epilog="On start it prints one JSON line (endpoint, config_file, profile, compartment_id, project_id, "
         "pid, region) and writes it to <state-dir>/start.json. GET /_emulator/stats and /_emulator/access_logs "
-        "answer loopback clients without a signature. A deployment whose container environment sets "
-        "EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging (/20200531) has one log group, "
-        "odsc-magics-local, with the logs 'access' and 'predict'; a deployment whose categoryLogDetails names "
-        "them can be searched through Logging Search (/20190909/search).",
+        "answer loopback clients without a signature. Deployments fail as real ones do: a model that does not fit "
+        "the shape's GPU memory (weights, or the KV cache of its --max-model-len) ends FAILED with vLLM's error in "
+        "its predict log, and --no-capacity shapes end FAILED with the platform's capacity error. A deployment "
+        "whose container environment sets EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging "
+        "(/20200531) has one log group, odsc-magics-local, with the logs 'access' and 'predict'; a deployment "
+        "whose categoryLogDetails names them can be searched through Logging Search (/20190909/search).",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
     parser.add_argument("--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})")
@@ -60,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND:RATE",
         help=f"inject faults into predict requests; KIND is one of {', '.join(FAULT_KINDS)} (repeatable)",
     )
+    parser.add_argument(
+        "--no-capacity",
+        action="append",
+        default=[],
+        metavar="SHAPE",
+        help="the region has no capacity for SHAPE: deployments on it end FAILED (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws (default random)")
     parser.add_argument(
         "--retry-after",
@@ -84,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--capacity must be at least 1")
         if not 0 <= args.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
+        from odsc_magics.local.catalog import SHAPE_NAMES
+
+        unknown = [shape for shape in args.no_capacity if shape not in SHAPE_NAMES]
+        if unknown:
+            raise ValueError(f"--no-capacity: unknown shape {unknown[0]} (one of {', '.join(sorted(SHAPE_NAMES))})")
         from odsc_magics.local.engine import make_engine
 
         make_engine(args.engine)  # validates the spec before anything starts
@@ -116,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens_per_s=args.tokens_per_s,
         deploy_seconds=args.deploy_seconds,
         faults=faults,
+        no_capacity=list(args.no_capacity),
         seed=args.seed,
         retry_after=args.retry_after,
     )

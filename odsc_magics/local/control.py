@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -230,9 +231,8 @@ async def _operate(request: web.Request, operation: str, *, body: dict | None = 
     runtime = runtime_of(request)
     record = _deployment(runtime, request)
     _check_if_match(request, etag_of(render_deployment(runtime, record)))
-    if body is not None:
-        _apply_update(runtime, record, body)
-    work_request = runtime.lifecycle.start(record, operation)
+    relaunch = _apply_update(runtime, record, body) if body is not None else True
+    work_request = runtime.lifecycle.start(record, operation, relaunch=relaunch)
     runtime.store.save()
     return web.Response(status=202, headers={"opc-work-request-id": work_request["id"]})
 
@@ -256,7 +256,8 @@ async def update_deployment(request: web.Request) -> web.Response:
     return await _operate(request, "UPDATE", body=details)
 
 
-def _apply_update(runtime: Runtime, record: dict, details: dict) -> None:
+def _apply_update(runtime: Runtime, record: dict, details: dict) -> bool:
+    """Merge an update into the record; True when it restarts the model server (model, shape or container)."""
     from odsc_magics.local.lifecycle import TRANSITIONS
 
     if record["lifecycleState"] not in TRANSITIONS["UPDATE"][0]:
@@ -267,12 +268,27 @@ def _apply_update(runtime: Runtime, record: dict, details: dict) -> None:
             "ACTIVE, INACTIVE, NEEDS_ATTENTION",
         )
     config = details.get("modelDeploymentConfigurationDetails")
+    relaunch = False
     if config is not None:
         _validate_config(runtime, config, partial=True)
-        _merge(record.setdefault("modelDeploymentConfigurationDetails", {}), config)
+        current = record.setdefault("modelDeploymentConfigurationDetails", {})
+        before = copy.deepcopy(_serving(current))
+        _merge(current, config)
+        relaunch = _serving(current) != before
     for key in ("displayName", "description", "freeformTags", "definedTags", "categoryLogDetails"):
         if details.get(key) is not None:
             record[key] = details[key]
+    return relaunch
+
+
+def _serving(config: dict) -> tuple:
+    """What the model server runs: model, instance configuration (shape), container configuration."""
+    model_config = config.get("modelConfigurationDetails") or {}
+    return (
+        model_config.get("modelId"),
+        model_config.get("instanceConfiguration"),
+        config.get("environmentConfigurationDetails"),
+    )
 
 
 def _merge(target: dict, update: dict) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from typing import Any
 
+from odsc_magics.local import catalog
 from odsc_magics.local.apierror import ApiError
+from odsc_magics.local.failures import FAIL_ENV, SERVER_CODE, Launch, plan, stamp
 from odsc_magics.local.identity import new_ocid
 from odsc_magics.local.state import Store, rfc3339
 
@@ -19,7 +22,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str, str, float]] = {
     "DELETE": (frozenset({"ACTIVE", "INACTIVE", "FAILED", "NEEDS_ATTENTION"}), "DELETING", "DELETED", 1 / 3),
 }
 ACTION_TYPE = {"CREATE": "CREATED", "DELETE": "DELETED"}
-FAIL_ENV = "EMULATOR_FAIL"  # container env var: the deployment ends FAILED with this text as the reason
+__all__ = ["FAIL_ENV", "TRANSITIONS", "Lifecycle", "render_work_request", "work_request_errors", "work_request_logs"]
 
 _LOGS: dict[str, list[tuple[float, str]]] = {
     "CREATE": [
@@ -55,6 +58,7 @@ _LOGS: dict[str, list[tuple[float, str]]] = {
     ],
 }
 _FAIL_AT = 0.7
+_LOADING_AT = 0.5  # where in a launch the model server starts printing
 
 
 def deployment_env(deployment: dict) -> dict[str, str]:
@@ -72,22 +76,39 @@ def shape_of(deployment: dict) -> str:
     return instance.get("instanceShapeName", "?")
 
 
-class Lifecycle:
-    """Starts operations on deployments and completes them when their due time has passed."""
+def model_id_of(deployment: dict) -> str | None:
+    config = deployment.get("modelDeploymentConfigurationDetails") or {}
+    return (config.get("modelConfigurationDetails") or {}).get("modelId")
 
-    def __init__(self, store: Store, *, deploy_seconds: float = 2.0) -> None:
+
+class Lifecycle:
+    """Starts operations on deployments and completes them when their due time has passed.
+
+    Operations that launch the model server (create, activate, an update that relaunches it) end as
+    ``odsc_magics.local.failures.plan`` decides: FAILED on a shape listed in ``no_capacity`` or when the model
+    does not fit the shape's GPU memory, with the server's start-up lines in the predict log.
+    """
+
+    def __init__(self, store: Store, *, deploy_seconds: float = 2.0, no_capacity: Collection[str] = ()) -> None:
         self.store = store
         self.deploy_seconds = max(0.0, deploy_seconds)
+        self.no_capacity = frozenset(no_capacity)
         self._next_due = self._compute_next_due()
 
     def _compute_next_due(self) -> float:
         dues = [d["_pending"]["due"] for d in self.store.deployments.values() if d.get("_pending")]
         return min(dues, default=float("inf"))
 
-    def start(self, deployment: dict, operation: str, *, now: float | None = None) -> dict:
+    def _launch(self, deployment: dict) -> Launch:
+        model_id = model_id_of(deployment)
+        model = (catalog.SERVICE_MODELS_BY_ID.get(model_id) or self.store.models.get(model_id)) if model_id else None
+        return plan(model, deployment_env(deployment), shape_of(deployment), no_capacity=self.no_capacity)
+
+    def start(self, deployment: dict, operation: str, *, now: float | None = None, relaunch: bool = True) -> dict:
         """Begin ``operation`` (CREATE/ACTIVATE/...) on a stored deployment; returns its work request.
 
-        Raises ApiError 409 IncorrectState when the deployment's state does not allow it.
+        ``relaunch``: whether an UPDATE of a running deployment restarts its model server (a new model, shape
+        or container configuration). Raises ApiError 409 IncorrectState when the state does not allow it.
         """
         now = time.time() if now is None else now
         allowed, transitional, final, factor = TRANSITIONS[operation]
@@ -103,7 +124,12 @@ class Lifecycle:
             transitional = final = "INACTIVE"
             factor = 0.0
         duration = self.deploy_seconds * factor
-        fail = deployment_env(deployment).get(FAIL_ENV) if operation in {"CREATE", "ACTIVATE"} else None
+        launches = operation in {"CREATE", "ACTIVATE"} or (operation == "UPDATE" and relaunch and final == "ACTIVE")
+        launch = self._launch(deployment) if launches else None
+        failed = launch is not None and launch.failed
+        ends_at = launch.at if failed else 1.0
+        due = now + duration * ends_at
+        predict_log = stamp(launch.lines, now + duration * min(_LOADING_AT, ends_at), due) if launch else []
         wr_id = new_ocid("datascienceworkrequest")
         work_request = {
             "id": wr_id,
@@ -121,7 +147,10 @@ class Lifecycle:
             "_duration": duration,
             "_final": None,
             "_finished": None,
-            "_fail": fail,
+            "_fail": (launch.details or launch.message) if failed else None,
+            "_fail_at": ends_at,
+            "_error": {"code": launch.code, "message": launch.message} if failed else None,
+            "_predict_log": [[at, line] for at, line in predict_log],
             "_name": deployment.get("displayName", ""),
             "_shape": shape_of(deployment),
             "_image": _image_of(deployment),
@@ -129,9 +158,7 @@ class Lifecycle:
         self.store.work_requests[wr_id] = work_request
         deployment["lifecycleState"] = transitional
         deployment["lifecycleDetails"] = _details(transitional)
-        deployment["_pending"] = {"operation": operation, "to": final, "due": now + duration, "wr": wr_id}
-        if fail:
-            deployment["_pending"]["due"] = now + duration * _FAIL_AT
+        deployment["_pending"] = {"operation": operation, "to": final, "due": due, "wr": wr_id}
         self._next_due = min(self._next_due, deployment["_pending"]["due"])
         if duration == 0:
             self.advance(now)
@@ -158,9 +185,8 @@ class Lifecycle:
                 system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
                 system["currentInstanceCount"] = 0
             deployment["_pending"] = None
-            if pending["operation"] in {"CREATE", "ACTIVATE"}:
-                self._server_log(deployment, pending["due"], fail)
             if work_request:
+                self._server_log(deployment, work_request.get("_predict_log") or [])
                 work_request["_final"] = "FAILED" if fail else "SUCCEEDED"
                 work_request["_finished"] = max(pending["due"], work_request["_accepted"])
                 action = ACTION_TYPE.get(pending["operation"], "UPDATED")
@@ -172,28 +198,15 @@ class Lifecycle:
             self.store.save()
         return changed
 
-    def _server_log(self, deployment: dict, when: float, fail: str | None) -> None:
+    def _server_log(self, deployment: dict, lines: list) -> None:
         """What the model server container printed while starting (its predict log)."""
-        port = (
-            (deployment.get("modelDeploymentConfigurationDetails") or {}).get("environmentConfigurationDetails") or {}
-        ).get("serverPort") or 8080
-        lines = ["INFO:     Loading the model from /opt/ds/model/deployed_model"]
-        if fail:
-            lines.append(f"ERROR:    {fail}")
-        else:
-            lines += [
-                "INFO:     Started server process [1]",
-                "INFO:     Waiting for application startup.",
-                "INFO:     Application startup complete.",
-                f"INFO:     Uvicorn running on http://0.0.0.0:{port} (Press CTRL+C to quit)",
-            ]
-        first = when - 0.001 * len(lines)
-        for index, message in enumerate(lines):
-            at = first + 0.001 * (index + 1)
+        last_ms = 0
+        for at, message in lines:
+            last_ms = max(int(at * 1000), last_ms + 1)  # strictly increasing: the log's order is the print order
             self.store.record(
                 "predict",
                 deployment["id"],
-                {"id": os.urandom(8).hex(), "datetime": int(at * 1000), "time": rfc3339(at), "message": message},
+                {"id": os.urandom(8).hex(), "datetime": last_ms, "time": rfc3339(last_ms / 1000), "message": message},
             )
 
 
@@ -231,7 +244,7 @@ def render_work_request(work_request: dict, now: float | None = None) -> dict:
     final = work_request["_final"]
     if final:
         status = final
-        progress = 1.0 if final == "SUCCEEDED" else _FAIL_AT
+        progress = 1.0 if final == "SUCCEEDED" else work_request.get("_fail_at", _FAIL_AT)
     elif now < started:
         status, progress = "ACCEPTED", 0.0
     else:
@@ -257,10 +270,11 @@ def work_request_logs(work_request: dict, now: float | None = None) -> list[dict
     operation = work_request["operationType"].removeprefix("MODEL_DEPLOYMENT_")
     fields = {"name": work_request["_name"], "shape": work_request["_shape"], "image": work_request["_image"]}
     fail = work_request.get("_fail")
+    fail_at = work_request.get("_fail_at", _FAIL_AT)
     limit = 1.0 if work_request["_final"] == "SUCCEEDED" else (now - accepted) / duration if duration else 0.0
     entries = []
     for fraction, template in _LOGS.get(operation, []):
-        if fail and fraction > _FAIL_AT:
+        if fail and fraction > fail_at:
             break
         if fraction <= limit or (fail and work_request["_final"]):
             entries.append({"message": template.format(**fields), "timestamp": rfc3339(accepted + fraction * duration)})
@@ -273,10 +287,8 @@ def work_request_errors(work_request: dict) -> list[dict[str, Any]]:
     """Errors of a FAILED work request (code, message, timestamp)."""
     if work_request["_final"] != "FAILED":
         return []
-    return [
-        {
-            "code": "ModelDeploymentFailed",
-            "message": f"Model deployment failed: {work_request['_fail']}",
-            "timestamp": rfc3339(work_request["_finished"]),
-        }
-    ]
+    error = work_request.get("_error") or {
+        "code": SERVER_CODE,
+        "message": f"Model deployment failed: {work_request['_fail']}",
+    }
+    return [{**error, "timestamp": rfc3339(work_request["_finished"])}]

@@ -1,4 +1,4 @@
-"""The control plane's catalog side (``/20190101``): models, projects and model deployment shapes."""
+"""The control plane's catalog side (``/20190101``): models, projects, model deployment shapes, containers."""
 
 from __future__ import annotations
 
@@ -278,10 +278,38 @@ async def list_shapes(request: web.Request) -> web.Response:
     return json_response(page, headers=headers)
 
 
+_CONTAINER_FILTERS = {
+    "containerName": "containerName",
+    "displayName": "displayName",
+    "lifecycleState": "lifecycleState",
+}
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    """``GET /containers``: the service containers (the vLLM family), filtered like the service does."""
+    query = request.query
+    items = list(catalog.CONTAINERS)
+    latest = query.get("isLatest")
+    if latest is not None:
+        if latest.lower() not in {"true", "false"}:
+            raise invalid("isLatest must be true or false")
+        items = [c for c in items if c["isLatest"] == (latest.lower() == "true")]
+    if query.get("targetWorkload"):
+        items = [c for c in items if query["targetWorkload"] in c["targetWorkloads"]]
+    if query.get("usageQueryParam"):
+        items = [c for c in items if query["usageQueryParam"] in c["usages"]]
+    for name, field in _CONTAINER_FILTERS.items():
+        if query.get(name):
+            items = [c for c in items if c[field] == query[name]]
+    page, headers = paginate(request, items)
+    return json_response(page, headers=headers)
+
+
 def add_routes(app: web.Application) -> None:
-    """Register the model, project and shape routes."""
+    """Register the model, project, shape and container routes."""
     app.router.add_routes(
         [
+            web.get(f"{BASE}/containers", list_containers, allow_head=False),
             web.get(f"{BASE}/modelDeploymentShapes", list_shapes, allow_head=False),
             web.get(f"{BASE}/models", list_models, allow_head=False),
             web.post(f"{BASE}/models", create_model),

@@ -28,6 +28,7 @@ class Options:
     tokens_per_s: float = 100.0
     deploy_seconds: float = 2.0
     faults: list[tuple[str, float]] = field(default_factory=list)
+    no_capacity: list[str] = field(default_factory=list)
     seed: int | None = None
     retry_after: float | None = None
 
@@ -40,7 +41,7 @@ class Runtime:
         self.identity = identity
         self.store = store
         self.verifier = verifier
-        self.lifecycle = Lifecycle(store, deploy_seconds=options.deploy_seconds)
+        self.lifecycle = Lifecycle(store, deploy_seconds=options.deploy_seconds, no_capacity=options.no_capacity)
         self.faults = FaultPlan(options.faults, seed=options.seed)
         self.stats = Stats()
         self.inflight: dict[str, int] = {}

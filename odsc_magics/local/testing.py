@@ -121,16 +121,30 @@ class RunningBackend:
         model_name: str | None = None,
         shape: str = "VM.GPU.A10.1",
         wait: bool = True,
+        max_model_len: int | None = 4096,
+        logs: bool = False,
     ) -> dict:
-        """Create an AQUA-style vLLM deployment through the oci SDK; returns {"id", "url", "name"}."""
+        """Create an AQUA-style vLLM deployment through the oci SDK; returns {"id", "url", "name",
+        "work_request_id"}. ``max_model_len=None`` leaves the model's own context; ``logs`` attaches the
+        backend's access and predict logs. ``wait`` waits for SUCCEEDED (RuntimeError if it fails)."""
         import oci
 
         models = oci.data_science.models
         model_id = self.service_model_id(model_name or DEFAULT_MODEL)
         route = "/v1/chat/completions" if chat else "/v1/completions"
+        params = "--served-model-name odsc-llm --seed 42"
+        if max_model_len:
+            params += f" --max-model-len {max_model_len}"
+        category_logs = None
+        if logs:
+            ids = self.log_ids()
+            category_logs = models.CategoryLogDetails(
+                access=models.LogDetails(log_group_id=ids["group"], log_id=ids["access"]),
+                predict=models.LogDetails(log_group_id=ids["group"], log_id=ids["predict"]),
+            )
         env = {
             "BASE_MODEL": f"service_models/{model_name or DEFAULT_MODEL}/artifact",
-            "PARAMS": "--served-model-name odsc-llm --seed 42 --max-model-len 4096",
+            "PARAMS": params,
             "MODEL_DEPLOY_PREDICT_ENDPOINT": route,
             "PORT": "8080",
             "HEALTH_CHECK_PORT": "8080",
@@ -140,6 +154,7 @@ class RunningBackend:
             project_id=self.project_id,
             compartment_id=self.compartment_id,
             freeform_tags={"OCI_AQUA": "active", "aqua_model_name": model_name or DEFAULT_MODEL},
+            category_log_details=category_logs,
             model_deployment_configuration_details=models.SingleModelDeploymentConfigurationDetails(
                 deployment_type="SINGLE_MODEL",
                 model_configuration_details=models.ModelConfigurationDetails(
@@ -160,24 +175,47 @@ class RunningBackend:
         )
         client = self.data_science_client()
         response = client.create_model_deployment(details)
-        deployment = {"id": response.data.id, "url": response.data.model_deployment_url, "name": name}
+        deployment = {
+            "id": response.data.id,
+            "url": response.data.model_deployment_url,
+            "name": name,
+            "work_request_id": response.headers["opc-work-request-id"],
+        }
         if wait:
-            self.wait_work_request(response.headers["opc-work-request-id"])
+            self.wait_work_request(deployment["work_request_id"])
         return deployment
 
-    def wait_work_request(self, work_request_id: str, timeout: float = 60.0) -> Any:
-        """Poll a work request until it is SUCCEEDED (returned) or FAILED/CANCELED (RuntimeError)."""
+    def log_ids(self) -> dict:
+        """The backend's log group and its logs: {"group", "access", "predict"} (OCIDs)."""
+        import oci
+
+        management = oci.logging.LoggingManagementClient(
+            self.oci_config(),
+            service_endpoint=self.endpoint,
+            retry_strategy=oci.retry.NoneRetryStrategy(),
+            circuit_breaker_strategy=oci.circuit_breaker.NoCircuitBreakerStrategy(),
+        )
+        (group,) = management.list_log_groups(self.compartment_id, display_name="odsc-magics-local").data
+        return {"group": group.id, **{entry.display_name: entry.id for entry in management.list_logs(group.id).data}}
+
+    def finish_work_request(self, work_request_id: str, timeout: float = 60.0) -> Any:
+        """Poll a work request until it ends; returns it (SUCCEEDED, FAILED or CANCELED)."""
         client = self.data_science_client()
         deadline = time.monotonic() + timeout
         while True:
             work_request = client.get_work_request(work_request_id).data
-            if work_request.status == "SUCCEEDED":
+            if work_request.status in {"SUCCEEDED", "FAILED", "CANCELED"}:
                 return work_request
-            if work_request.status in {"FAILED", "CANCELED"}:
-                raise RuntimeError(f"work request {work_request_id} ended {work_request.status}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"work request {work_request_id} still {work_request.status}")
             time.sleep(0.05)
+
+    def wait_work_request(self, work_request_id: str, timeout: float = 60.0) -> Any:
+        """Poll a work request until it is SUCCEEDED (returned) or FAILED/CANCELED (RuntimeError)."""
+        work_request = self.finish_work_request(work_request_id, timeout)
+        if work_request.status != "SUCCEEDED":
+            raise RuntimeError(f"work request {work_request_id} ended {work_request.status}")
+        return work_request
 
     def stop(self) -> None:
         """Stop the backend process (SIGTERM, SIGKILL after 10 s)."""
