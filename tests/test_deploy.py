@@ -209,26 +209,62 @@ def test_interrupting_the_wait_leaves_the_deployment(settings: LLMSettings) -> N
     assert again.wait(progress=False).state == "ACTIVE"  # resumed from the newest work request
 
 
-def test_failed_deployment_explains_itself(settings: LLMSettings) -> None:
+def test_failed_deployment_explains_itself(own_backend, settings: LLMSettings) -> None:
+    logs = own_backend.log_ids()
     with pytest.raises(DeploymentFailedError) as info:
         api.deploy(
-            MODEL,
+            "Meta-Llama-3.1-70B-Instruct",
             "VM.GPU.A10.1",
             name="doomed",
             progress=False,
-            env={"EMULATOR_FAIL": "Model server failed to start: CUDA out of memory"},
+            check_fit=False,  # the fit check would refuse it before anything is created
+            log_group_id=logs["group"],
+            access_log_id=logs["access"],
+            predict_log_id=logs["predict"],
             settings=settings,
         )
     diagnosis = info.value.diagnosis
     assert diagnosis.kind == "cuda_oom"
+    assert "ran out of GPU memory on VM.GPU.A10.1" in diagnosis.summary
     assert "Next step: Choose a shape with more GPU memory" in info.value.short()
+    assert diagnosis.suggested_shapes and diagnosis.suggested_shapes[0] in diagnosis.next_step
     assert "CUDA out of memory" in info.value.work_request_errors[0]["message"]
+    assert any(line.startswith("torch.OutOfMemoryError: CUDA out of memory") for line in diagnosis.evidence)
     assert default_target() is None
     failed = api.get_deployment("doomed", settings=settings)
-    assert failed.state == "FAILED"
+    assert failed.state == "FAILED" and "CUDA out of memory" in failed.lifecycle_details
     assert failed.diagnose().kind == "cuda_oom"
     with pytest.raises(DeploymentFailedError):
         failed.wait(progress=False)
+
+
+def test_a_context_too_long_for_the_kv_cache_suggests_a_max_model_len(settings: LLMSettings) -> None:
+    with pytest.raises(DeploymentFailedError) as info:
+        api.deploy(
+            "Meta-Llama-3.1-8B-Instruct",
+            "VM.GPU.A10.1",
+            name="long",
+            progress=False,
+            check_fit=False,
+            settings=settings,
+        )
+    diagnosis = info.value.diagnosis
+    assert diagnosis.kind == "max_model_len"
+    assert "131,072 tokens" in diagnosis.summary
+    assert f"Next step: Redeploy with `--max-model-len {diagnosis.suggested_max_model_len}`" in info.value.short()
+
+
+def test_no_capacity_explains_itself(backend_factory) -> None:
+    running = backend_factory("--no-capacity", "VM.GPU.A10.1")
+    settings = LLMSettings(backend="local", local_dir=str(running.state_dir))
+    with pytest.raises(DeploymentFailedError) as info:
+        api.deploy(MODEL, "VM.GPU.A10.1", name="nocap", progress=False, settings=settings)
+    diagnosis = info.value.diagnosis
+    assert diagnosis.kind == "no_capacity" and "no free capacity for VM.GPU.A10.1" in diagnosis.summary
+    assert "Next step: Deploy on another shape that fits: " in info.value.short()
+    assert "VM.GPU.A10.2" in diagnosis.suggested_shapes and "VM.GPU.A10.1" not in diagnosis.suggested_shapes
+    assert info.value.work_request_errors[0]["code"] == "InternalError"
+    assert "There is currently no capacity for the specified shape VM.GPU.A10.1" in str(info.value)
 
 
 def test_wait_timeout_while_creating(backend_factory) -> None:
