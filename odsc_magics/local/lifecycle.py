@@ -186,7 +186,7 @@ class Lifecycle:
                 system["currentInstanceCount"] = 0
             deployment["_pending"] = None
             if work_request:
-                self._server_log(deployment, work_request.get("_predict_log") or [])
+                self._server_log(deployment, work_request.pop("_predict_log", None) or [])
                 work_request["_final"] = "FAILED" if fail else "SUCCEEDED"
                 work_request["_finished"] = max(pending["due"], work_request["_accepted"])
                 action = ACTION_TYPE.get(pending["operation"], "UPDATED")
