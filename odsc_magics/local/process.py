@@ -15,6 +15,11 @@ from pathlib import Path
 from odsc_magics.errors import EndpointUnreachableError
 
 
+def server_command(state_dir: Path, flags: Sequence[str] = ()) -> list[str]:
+    """The command line of a local backend on a free loopback port with its state in ``state_dir``."""
+    return [sys.executable, "-m", "odsc_magics", "local", "--state-dir", str(state_dir), "--port", "0", *flags]
+
+
 def default_state_dir() -> Path:
     """``$ODSC_MAGICS_LOCAL_DIR`` or ``~/.odsc_magics/local``."""
     configured = os.environ.get("ODSC_MAGICS_LOCAL_DIR")
@@ -84,17 +89,7 @@ def ensure_running(
     if stale and not _alive(int(stale.get("pid", 0))):
         start_file.unlink(missing_ok=True)
     log_path = directory / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "odsc_magics",
-        "local",
-        "--state-dir",
-        str(directory),
-        "--port",
-        "0",
-        *extra_args,
-    ]
+    command = server_command(directory, extra_args)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,

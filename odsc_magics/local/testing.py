@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -239,17 +238,9 @@ def start_backend(state_dir: str | Path, *flags: str, timeout: float = 30.0) -> 
     """Run ``python -m odsc_magics local --state-dir DIR --port 0 *flags`` and wait for its start line."""
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "odsc_magics",
-        "local",
-        "--state-dir",
-        str(directory),
-        "--port",
-        "0",
-        *flags,
-    ]
+    from odsc_magics.local.process import server_command
+
+    command = server_command(directory, flags)
     log = open(directory / "server.log", "ab")  # noqa: SIM115 - handed to the child
     from odsc_magics.local.process import child_env
 
