@@ -69,15 +69,14 @@ class AdaptiveLimiter:
         if self.fixed:
             return
         with self._cond:
-            if self._used < self.limit - 1:
-                return  # the limit is not what holds the work back: growing it would only be a guess
+            if self._limit >= 2 * max(self._used, 1):
+                return  # at most twice what has really been in flight: beyond that, growth is only a guess
             self._since_change += 1
             if self.ceiling is None:
                 # Slow start: two more slots per success triple the limit every round trip. Overshooting
                 # is cheap: throttles come back at once and set the ceiling.
                 self._limit = min(float(self.maximum), self._limit + 2)
                 self._since_change = 0
-                self._used = 0
                 self._cond.notify_all()
                 return
             # At the known ceiling, probe above it only now and then, more often after probes that went well.
@@ -89,7 +88,6 @@ class AdaptiveLimiter:
                     self.ceiling = self._limit  # that level held
                 self._limit += 1
                 self._since_change = 0
-                self._used = 0
                 self._cond.notify_all()
 
     def on_throttle(self, sent_at: int | None, retry_after: float | None = None) -> None:
@@ -129,6 +127,7 @@ class AdaptiveLimiter:
                 self._limit = float(max(1, min(int(self._limit) - 1, int(self._limit * 0.9))))
                 if self.ceiling is None:
                     self.ceiling = self._limit
+            self._used = min(self._used, int(self._limit))
             self._since_change = 0
             self._cond.notify_all()
 
