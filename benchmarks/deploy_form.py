@@ -88,7 +88,7 @@ def count_wait_calls(seconds: float) -> tuple[int, float, float]:
     from odsc_magics.context import get_context
     from odsc_magics.local.testing import start_backend
 
-    api = importlib.import_module("odsc_magics.deploy")
+    api = importlib.import_module("odsc_magics.control_plane")
     backend = start_backend(tempfile.mkdtemp(prefix="bench-wait-"), "--deploy-seconds", str(seconds))
     try:
         settings = LLMSettings(backend="local", local_dir=str(backend.state_dir))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 from odsc_magics._version import __version__
@@ -29,10 +27,10 @@ _LAZY = {
     "connect": "odsc_magics.client",
     "Endpoint": "odsc_magics.client",
     "Result": "odsc_magics.client",
-    "deploy": "odsc_magics.deploy",
-    "deployments": "odsc_magics.deploy",
-    "get_deployment": "odsc_magics.deploy",
-    "Deployment": "odsc_magics.deploy",
+    "deploy": "odsc_magics.control_plane",
+    "deployments": "odsc_magics.control_plane",
+    "get_deployment": "odsc_magics.control_plane",
+    "Deployment": "odsc_magics.control_plane",
     "predict_frame": "odsc_magics.batch",
     "last_partial": "odsc_magics.batch",
 }
@@ -71,15 +69,3 @@ def _jupyter_labextension_paths() -> list[dict]:
 def _jupyter_server_extension_points() -> list[dict]:
     """The Jupyter server extension (REST handlers for the LLM Deployments panel); imported only by the server."""
     return [{"module": "odsc_magics.server"}]
-
-
-class _Package(types.ModuleType):
-    """Keeps ``odsc_magics.deploy`` the function when the submodule of the same name gets imported."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return  # the submodule stays reachable in sys.modules and by `from odsc_magics.deploy import ...`
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -222,7 +222,7 @@ def test_inactive_deployment(backend_factory) -> None:
             call()
         assert info.value.state == "INACTIVE"
         assert "%llm_deploy activate sleepy" in info.value.hint
-    from odsc_magics.deploy import get_deployment
+    from odsc_magics.control_plane import get_deployment
 
     deployment = get_deployment("sleepy", settings=local_settings(running)).activate()
     assert deployment.state == "ACTIVE"

@@ -16,7 +16,7 @@ from odsc_magics.errors import (
 )
 from odsc_magics.local.testing import start_backend
 
-api = importlib.import_module("odsc_magics.deploy")
+api = importlib.import_module("odsc_magics.control_plane")
 MODEL = "Mistral-7B-Instruct-v0.3"
 FAST = ("--deploy-seconds", "0.2", "--ttft-ms", "0", "--tokens-per-s", "0")
 

@@ -11,7 +11,7 @@ from odsc_magics.config import LLMSettings
 from odsc_magics.errors import NotFoundError, ValidationError
 from odsc_magics.logs import _as_datetime, _record, follow_logs, list_log_groups, list_logs
 
-api = importlib.import_module("odsc_magics.deploy")
+api = importlib.import_module("odsc_magics.control_plane")
 
 
 def _result(ms: int, message: str, kind: str = "predict", ident: str | None = None) -> dict:

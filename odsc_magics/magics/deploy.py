@@ -208,9 +208,9 @@ class DeployMagics(LLMMagicsBase):
     # ---------------------------------------------------------------------------------------------- api
 
     def _api(self) -> Any:
-        import importlib
+        from odsc_magics import control_plane
 
-        return importlib.import_module("odsc_magics.deploy")  # the module (odsc_magics.deploy is the function)
+        return control_plane
 
     def _get(self, target: str) -> Any:
         return self._api().get_deployment(target, settings=self)

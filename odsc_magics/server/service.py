@@ -71,7 +71,7 @@ def status() -> dict:
 
 def list_deployments() -> list[dict]:
     """Every deployment that is not DELETED, newest first."""
-    from odsc_magics.deploy import deployments
+    from odsc_magics.control_plane import deployments
 
     found = [summary(d) for d in deployments()]
     found.sort(key=lambda d: d.get("created") or "", reverse=True)
@@ -79,14 +79,14 @@ def list_deployments() -> list[dict]:
 
 
 def get_deployment(id_or_name: str) -> dict:
-    from odsc_magics.deploy import get_deployment as get
+    from odsc_magics.control_plane import get_deployment as get
 
     return summary(get(id_or_name))
 
 
 def logs(id_or_name: str, tail: int = 50) -> list[dict]:
     """The deployment's recent log lines, oldest first."""
-    from odsc_magics.deploy import get_deployment as get
+    from odsc_magics.control_plane import get_deployment as get
 
     deployment = get(id_or_name)
     read = getattr(deployment, "logs", None)
@@ -110,7 +110,7 @@ def _control_plane(deployment: Any, operation: str) -> None:
 
 def act(id_or_name: str, action: str) -> dict:
     """Activate or deactivate; returns the deployment right after the request (its state is then UPDATING)."""
-    from odsc_magics.deploy import get_deployment as get
+    from odsc_magics.control_plane import get_deployment as get
 
     if action not in ACTIONS:
         raise ValidationError(f"Unknown action {action!r}.", hint=f"Use one of: {', '.join(ACTIONS)}.")
@@ -125,7 +125,7 @@ def act(id_or_name: str, action: str) -> dict:
 
 def delete(id_or_name: str, *, force: bool = False) -> dict:
     """Delete the deployment (an ACTIVE one only with ``force``); returns it right after the request."""
-    from odsc_magics.deploy import get_deployment as get
+    from odsc_magics.control_plane import get_deployment as get
 
     deployment = get(id_or_name)
     method = getattr(deployment, "delete", None)

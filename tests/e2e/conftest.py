@@ -85,7 +85,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     _needs(labextensions.exists(), f"the labextension is not installed ({labextensions}): run `make test`")
 
     from odsc_magics.config import LLMSettings
-    from odsc_magics.deploy import deploy
+    from odsc_magics.control_plane import deploy
 
     base = tmp_path_factory.mktemp("e2e")
     state_dir = base / "backend"

@@ -156,9 +156,9 @@ def test_public_api_is_lazy_and_deploy_stays_a_function() -> None:
 
     import odsc_magics
 
-    importlib.import_module("odsc_magics.deploy")  # importing the submodule must not shadow the function
+    importlib.import_module("odsc_magics.control_plane")  # importing the module keeps deploy a function
     assert callable(odsc_magics.deploy)
-    assert odsc_magics.deploy.__module__ == "odsc_magics.deploy"
+    assert odsc_magics.deploy.__module__ == "odsc_magics.control_plane"
     assert {"connect", "deploy", "deployments", "get_deployment", "Endpoint", "Deployment", "Result"} <= set(
         dir(odsc_magics)
     )
