@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import shlex
 import string
 import time
@@ -20,6 +19,16 @@ from odsc_magics.errors import (
     OdscMagicsError,
     ValidationError,
 )
+from odsc_magics.vllm_container import (
+    BANDWIDTH_MBPS,
+    BASE_PARAMS,
+    PORT,
+    RESTRICTED_FLAGS,
+    SERVED_MODEL_NAME,
+    VLLM_IMAGE,
+    deployment_details,
+)
+from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 __all__ = [
     "RESTRICTED_FLAGS",
@@ -31,17 +40,10 @@ __all__ = [
     "get_deployment",
 ]
 
-VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
-SERVED_MODEL_NAME = "odsc-llm"
-BASE_PARAMS = f"--served-model-name {SERVED_MODEL_NAME} --seed 42"
-RESTRICTED_FLAGS = ("--port", "--host", "--served-model-name", "--seed")  # the serving container sets them
-PORT = 8080
-BANDWIDTH_MBPS = 10
 MIN_CALL_INTERVAL = 1.0  # at most one control-plane call per second while waiting
 MAX_POLL_INTERVAL = 10.0
 _TERMINAL_WR = ("SUCCEEDED", "FAILED", "CANCELED")
 _TRANSITIONAL = ("CREATING", "UPDATING", "DELETING")
-_MAX_LEN = re.compile(r"--max-model-len[= ](\d+)")
 
 ProgressCallback = Callable[[float | None, str | None, str | None], Any]
 
@@ -117,12 +119,6 @@ def build_params(max_model_len: int | None = None, vllm_params: str | Sequence[s
         parts.append(f"--max-model-len {max_model_len}")
     parts.extend(shlex.quote(f) for f in flags)
     return " ".join(parts)
-
-
-def params_max_model_len(params: str) -> int | None:
-    """The ``--max-model-len`` of a PARAMS string, if any."""
-    found = _MAX_LEN.search(params or "")
-    return int(found.group(1)) if found else None
 
 
 class Deployment:
@@ -533,54 +529,34 @@ def _deployment_details(
     env: Mapping[str, Any] | None,
     logs: Any,
 ) -> Any:
-    from oci.data_science import models as m
-
     from odsc_magics.catalog import model_metadata
 
-    metadata = model_metadata(model)
-    variables = {
-        "PARAMS": params,
-        "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/chat/completions" if chat else "/v1/completions",
-        "BASE_MODEL": metadata.get("artifact_location") or model.display_name,
-        "PORT": str(PORT),
-        "HEALTH_CHECK_PORT": str(PORT),
-    }
-    for key, value in (env or {}).items():
+    for key in env or {}:
         if key in ("PARAMS", "MODEL_DEPLOY_PREDICT_ENDPOINT"):
             raise ValidationError(
                 f"The environment variable {key} is set from the options.",
                 hint="Use vllm_params=/--param for vLLM flags and chat=/--chat for the route.",
             )
-        variables[str(key)] = str(value)
-    tags = {"OCI_AQUA": "active", "aqua_model_name": model.display_name}
+    tags = {}
     if (model.freeform_tags or {}).get("task"):
         tags["task"] = model.freeform_tags["task"]
     if getattr(model, "category", None) == "SERVICE":
         tags["aqua_service_model"] = f"{model.id}#{model.display_name}"
-    return m.CreateModelDeploymentDetails(
-        display_name=name,
-        description=f"{model.display_name} served by vLLM",
+    return deployment_details(
+        name=name,
+        model_id=model.id,
+        model_name=model.display_name,
+        base_model=model_metadata(model).get("artifact_location") or model.display_name,
         project_id=context.project_id,
         compartment_id=context.compartment_id,
-        freeform_tags=tags,
-        category_log_details=logs,
-        model_deployment_configuration_details=m.SingleModelDeploymentConfigurationDetails(
-            deployment_type="SINGLE_MODEL",
-            model_configuration_details=m.ModelConfigurationDetails(
-                model_id=model.id,
-                instance_configuration=m.InstanceConfiguration(instance_shape_name=shape),
-                scaling_policy=m.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=instances),
-                bandwidth_mbps=bandwidth_mbps,
-            ),
-            environment_configuration_details=m.OcirModelDeploymentEnvironmentConfigurationDetails(
-                environment_configuration_type="OCIR_CONTAINER",
-                image=VLLM_IMAGE,
-                server_port=PORT,
-                health_check_port=PORT,
-                environment_variables=variables,
-                predict_api_specification="openai",
-            ),
-        ),
+        shape=shape,
+        params=params,
+        chat=chat,
+        instances=instances,
+        bandwidth_mbps=bandwidth_mbps,
+        env={str(k): str(v) for k, v in (env or {}).items()},
+        logs=logs,
+        tags=tags,
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from odsc_magics.vllm_container import max_model_len as params_max_model_len
+
 __all__ = [
     "SHAPES",
     "USABLE_FRACTION",
@@ -396,9 +398,9 @@ def deployment_config(config: Mapping[str, Any] | None) -> tuple[list[str], dict
     lengths: dict[str, int] = {}
     for shape, entry in (config.get("configuration") or {}).items():
         params = ((entry or {}).get("parameters") or {}).get("VLLM_PARAMS") or ""
-        match = re.search(r"--max-model-len[= ](\d+)", str(params))
-        if match:
-            lengths[str(shape)] = int(match.group(1))
+        length = params_max_model_len(str(params))
+        if length:
+            lengths[str(shape)] = length
     return shapes, lengths
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 
+from odsc_magics.vllm_container import BASE_PARAMS, PORT, RESTRICTED_FLAGS, VLLM_CONTAINER, VLLM_TAG
+
 SERVICE_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaaodscservicemodelscompartmentlocalemulator000000000"
 SERVICE_PROJECT = "ocid1.datascienceproject.oc1.iad.aaaaaaaaodscservicemodelsprojectlocalemulator000000000"
 SERVICE_CREATED_BY = "ocid1.user.oc1..aaaaaaaaodscservicemodelsuserlocalemulator00000000000000000"
 CATALOG_TIME = "2024-09-01T00:00:00.000Z"
-VLLM_CONTAINER = "odsc-vllm-serving"
-VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
 
 # (display name, organization, license, task, max context, parameter count, shapes it is ready to deploy on)
 _MODELS = [
@@ -206,8 +206,7 @@ def public(resource: dict) -> dict:
 
 
 # The vLLM service container family (``list_containers``): the latest version and the one before it.
-_VLLM_TAGS = [("0.6.4.post1.2", True), ("0.6.2", False)]
-_RESTRICTED_PARAMS = ["--port", "--host", "--served-model-name", "--seed"]
+_VLLM_TAGS = [(VLLM_TAG, True), ("0.6.2", False)]
 
 
 def _vllm_container(tag: str, latest: bool) -> dict:
@@ -224,17 +223,17 @@ def _vllm_container(tag: str, latest: bool) -> dict:
         "workloadConfigurationDetailsList": [
             {
                 "workloadType": "MODEL_DEPLOYMENT",
-                "cmd": "--served-model-name odsc-llm --seed 42",
-                "serverPort": 8080,
-                "healthCheckPort": 8080,
+                "cmd": BASE_PARAMS,
+                "serverPort": PORT,
+                "healthCheckPort": PORT,
                 "additionalConfigurations": {
                     "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/completions",
                     "MODEL_DEPLOY_HEALTH_ENDPOINT": "",
-                    "PORT": "8080",
-                    "HEALTH_CHECK_PORT": "8080",
+                    "PORT": str(PORT),
+                    "HEALTH_CHECK_PORT": str(PORT),
                     "platforms": "NVIDIA_GPU",
                     "modelFormats": "SAFETENSORS",
-                    "restrictedParams": json.dumps(_RESTRICTED_PARAMS),
+                    "restrictedParams": json.dumps(list(RESTRICTED_FLAGS)),
                 },
             }
         ],

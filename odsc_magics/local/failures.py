@@ -8,12 +8,12 @@ follow vLLM 0.6's start-up; the failing ones are the lines vLLM and PyTorch prin
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from odsc_magics.sizing import ModelSpec, ShapeInfo, fit, model_spec_from, shape_info
+from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 FAIL_ENV = "EMULATOR_FAIL"  # container env var: the deployment ends FAILED with this text as the reason
 VLLM_VERSION = "0.6.4.post1"
@@ -51,7 +51,7 @@ def plan(model: dict | None, env: dict[str, str], shape: str, *, no_capacity: Co
             "again later."
         )
         return Launch(True, CAPACITY_CODE, message, at=0.15)
-    max_model_len = _max_model_len(env.get("PARAMS", ""))
+    max_model_len = params_max_model_len(env.get("PARAMS", ""))
     spec = _spec(model)
     info = shape_info(shape)
     head = _head(env, info, max_model_len)
@@ -87,22 +87,6 @@ def _spec(model: dict | None) -> ModelSpec | None:
         return None
     metadata = {item.get("key"): item.get("value") for item in model.get("customMetadataList") or []}
     return model_spec_from(model.get("displayName") or "", metadata)
-
-
-def _max_model_len(params: str) -> int | None:
-    try:
-        words = shlex.split(params)
-    except ValueError:
-        words = params.split()
-    for index, word in enumerate(words):
-        value = None
-        if word == "--max-model-len" and index + 1 < len(words):
-            value = words[index + 1]
-        elif word.startswith("--max-model-len="):
-            value = word.partition("=")[2]
-        if value is not None and value.isdigit():
-            return int(value)
-    return None
 
 
 def _gpus(info: ShapeInfo) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from odsc_magics.local.identity import Identity
 from odsc_magics.local.lifecycle import Lifecycle
 from odsc_magics.local.signing import Verifier
 from odsc_magics.local.state import Store
+from odsc_magics.vllm_container import SERVED_MODEL_NAME, flag_values, max_model_len
 
 
 @dataclass
@@ -78,18 +77,8 @@ class Runtime:
 
 
 def _engine_key(params: str | None) -> tuple[str, int]:
-    name, max_len = "odsc-llm", 4096
-    if params:
-        try:
-            words = shlex.split(params)
-        except ValueError:
-            words = params.split()
-        for flag, value in itertools.pairwise(words):
-            if flag == "--served-model-name":
-                name = value
-            elif flag == "--max-model-len" and value.isdigit():
-                max_len = int(value)
-    return name, max_len
+    flags = flag_values(params)
+    return flags.get("--served-model-name") or SERVED_MODEL_NAME, max_model_len(params) or 4096
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -11,9 +11,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from odsc_magics.vllm_container import BASE_PARAMS, deployment_details
+
 __all__ = ["RunningBackend", "start_backend"]
 
-VLLM_IMAGE = "dsmc://odsc-vllm-serving:0.6.4.post1.2"
 DEFAULT_MODEL = "Mistral-7B-Instruct-v0.3"
 _STARTED: list[subprocess.Popen] = []
 
@@ -130,10 +131,7 @@ class RunningBackend:
 
         models = oci.data_science.models
         model_id = self.service_model_id(model_name or DEFAULT_MODEL)
-        route = "/v1/chat/completions" if chat else "/v1/completions"
-        params = "--served-model-name odsc-llm --seed 42"
-        if max_model_len:
-            params += f" --max-model-len {max_model_len}"
+        params = BASE_PARAMS + (f" --max-model-len {max_model_len}" if max_model_len else "")
         category_logs = None
         if logs:
             ids = self.log_ids()
@@ -141,36 +139,17 @@ class RunningBackend:
                 access=models.LogDetails(log_group_id=ids["group"], log_id=ids["access"]),
                 predict=models.LogDetails(log_group_id=ids["group"], log_id=ids["predict"]),
             )
-        env = {
-            "BASE_MODEL": f"service_models/{model_name or DEFAULT_MODEL}/artifact",
-            "PARAMS": params,
-            "MODEL_DEPLOY_PREDICT_ENDPOINT": route,
-            "PORT": "8080",
-            "HEALTH_CHECK_PORT": "8080",
-        }
-        details = models.CreateModelDeploymentDetails(
-            display_name=name,
+        details = deployment_details(
+            name=name,
+            model_id=model_id,
+            model_name=model_name or DEFAULT_MODEL,
+            base_model=f"service_models/{model_name or DEFAULT_MODEL}/artifact",
             project_id=self.project_id,
             compartment_id=self.compartment_id,
-            freeform_tags={"OCI_AQUA": "active", "aqua_model_name": model_name or DEFAULT_MODEL},
-            category_log_details=category_logs,
-            model_deployment_configuration_details=models.SingleModelDeploymentConfigurationDetails(
-                deployment_type="SINGLE_MODEL",
-                model_configuration_details=models.ModelConfigurationDetails(
-                    model_id=model_id,
-                    instance_configuration=models.InstanceConfiguration(instance_shape_name=shape),
-                    scaling_policy=models.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=1),
-                    bandwidth_mbps=10,
-                ),
-                environment_configuration_details=models.OcirModelDeploymentEnvironmentConfigurationDetails(
-                    environment_configuration_type="OCIR_CONTAINER",
-                    image=VLLM_IMAGE,
-                    server_port=8080,
-                    health_check_port=8080,
-                    environment_variables=env,
-                    predict_api_specification="openai",
-                ),
-            ),
+            shape=shape,
+            params=params,
+            chat=chat,
+            logs=category_logs,
         )
         client = self.data_science_client()
         response = client.create_model_deployment(details)

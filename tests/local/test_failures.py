@@ -7,6 +7,7 @@ import datetime as dt
 import oci
 import pytest
 
+from odsc_magics import vllm_container
 from odsc_magics.diagnosis import diagnose
 from odsc_magics.local import catalog, failures
 from odsc_magics.local.lifecycle import Lifecycle, render_work_request, work_request_errors, work_request_logs
@@ -282,7 +283,7 @@ def test_the_vllm_service_container_family(cramped) -> None:
     assert {c.container_name for c in containers} == {"odsc-vllm-serving"}
     (latest,) = client.list_containers(is_latest=True, usage_query_param="INFERENCE").data
     assert latest.is_latest and latest.family_name == "odsc-vllm-serving" and latest.tag == "0.6.4.post1.2"
-    assert f"dsmc://{latest.container_name}:{latest.tag}" == catalog.VLLM_IMAGE
+    assert f"dsmc://{latest.container_name}:{latest.tag}" == vllm_container.VLLM_IMAGE
     (workload,) = latest.workload_configuration_details_list
     assert workload.workload_type == "MODEL_DEPLOYMENT"
     assert workload.server_port == workload.health_check_port == 8080
