@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from odsc_magics.config import LLMSettings, current_settings
+from odsc_magics.config import LLMSettings
+from odsc_magics.context import get_context
 from odsc_magics.errors import ConfigurationError, NotFoundError, ValidationError
 from odsc_magics.sizing import (
     SHAPES,
@@ -96,12 +97,6 @@ class ShapeFit:
         return label
 
 
-def _context(settings: LLMSettings | None) -> Any:
-    from odsc_magics.context import get_context
-
-    return get_context(settings if settings is not None else current_settings())
-
-
 def _need_compartment(context: Any, what: str) -> None:
     if not context.compartment_id:
         raise ConfigurationError(
@@ -155,7 +150,7 @@ def list_models(
     """
     import oci
 
-    context = context or _context(settings)
+    context = context or get_context(settings)
     _need_compartment(context, "list models")
     client = context.data_science()
     service = context.call(
@@ -225,7 +220,7 @@ def region_shapes(*, settings: LLMSettings | None = None, context: Any = None) -
     """The shapes the region offers for model deployments, with the catalog's GPU facts (cached 5 min)."""
     import oci
 
-    context = context or _context(settings)
+    context = context or get_context(settings)
     _need_compartment(context, "list the region's shapes")
     with _lock:
         hit = _shape_cache.get(context)
@@ -273,7 +268,7 @@ def list_shapes(
     context: Any = None,
 ) -> list[ShapeFit]:
     """The region's shapes (GPU shapes first, smallest GPU memory first), each with ``model``'s fit verdict."""
-    context = context or _context(settings)
+    context = context or get_context(settings)
     shapes = region_shapes(context=context)
     spec = None
     if model:

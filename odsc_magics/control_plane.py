@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from odsc_magics.config import LLMSettings, current_settings, default_target, set_default_target
+from odsc_magics.config import LLMSettings, default_target, set_default_target
+from odsc_magics.context import get_context
 from odsc_magics.errors import (
     ConfigurationError,
     DeploymentFailedError,
@@ -65,12 +66,6 @@ class _Pacer:
         if self._last and due > now:
             time.sleep(due - now)
         self._last = time.monotonic()
-
-
-def _context(settings: LLMSettings | None) -> Any:
-    from odsc_magics.context import get_context
-
-    return get_context(settings if settings is not None else current_settings())
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -640,7 +635,7 @@ def deploy(
         )
     params = build_params(max_model_len, vllm_params)
     logs = _log_details(log_group_id, access_log_id, predict_log_id)
-    context = _context(settings)
+    context = get_context(settings)
     if not context.compartment_id or not context.project_id:
         missing = "compartment_id" if not context.compartment_id else "project_id"
         raise ConfigurationError(
@@ -698,7 +693,7 @@ def deployments(*, include_deleted: bool = False, settings: LLMSettings | None =
     """The model deployments of the compartment (and project, when one is set), newest first."""
     import oci
 
-    context = _context(settings)
+    context = get_context(settings)
     if not context.compartment_id:
         raise ConfigurationError(
             "No compartment is known to list deployments in.", hint="Set `%config LLMMagics.compartment_id = '...'`."
@@ -726,7 +721,7 @@ def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> D
     """
     from odsc_magics.targets import resolve_target
 
-    context = _context(settings)
+    context = get_context(settings)
     resolved = resolve_target(id_or_name, context)
     if not resolved.deployment_id:
         raise ValidationError(f"{id_or_name} does not name a model deployment.", target=id_or_name)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from odsc_magics.config import LLMSettings, current_settings
+from odsc_magics.config import LLMSettings
+from odsc_magics.context import get_context
 from odsc_magics.errors import ValidationError
 
 __all__ = [
@@ -37,12 +38,6 @@ class LogRef:
     kind: str
     log_group_id: str
     log_id: str
-
-
-def _context(settings: LLMSettings | None) -> Any:
-    from odsc_magics.context import get_context
-
-    return get_context(settings if settings is not None else current_settings())
 
 
 def _clients_of(context: Any) -> dict:
@@ -79,7 +74,7 @@ def list_log_groups(*, settings: LLMSettings | None = None, context: Any = None)
     """The log groups of the compartment: ``[{"id", "display_name", "time_created"}]``."""
     import oci
 
-    context = context or _context(settings)
+    context = context or get_context(settings)
     if not context.compartment_id:
         return []
     client = _clients_of(context)["management"]
@@ -96,7 +91,7 @@ def list_logs(log_group_id: str, *, settings: LLMSettings | None = None, context
     """The logs of a log group: ``[{"id", "display_name", "time_created"}]``."""
     import oci
 
-    context = context or _context(settings)
+    context = context or get_context(settings)
     client = _clients_of(context)["management"]
     found = context.call(
         "Listing the logs of the log group",
