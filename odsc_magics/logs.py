@@ -12,7 +12,7 @@ from typing import Any
 
 from odsc_magics.config import LLMSettings
 from odsc_magics.context import get_context
-from odsc_magics.errors import ValidationError
+from odsc_magics.errors import NotFoundError, ValidationError
 
 __all__ = [
     "LogRef",
@@ -20,11 +20,13 @@ __all__ = [
     "follow_logs",
     "list_log_groups",
     "list_logs",
+    "resolve_log_ids",
     "search_deployment_logs",
 ]
 
 MAX_WINDOW = dt.timedelta(days=14)  # Logging Search answers at most 14 days per query
 MAX_LIMIT = 1000
+FOLLOW_MEMORY = 2 * MAX_LIMIT  # ids kept while following: a fetch (at most MAX_LIMIT) repeats only recent ones
 FOLLOW_INTERVAL_S = 3.0
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -100,6 +102,61 @@ def list_logs(log_group_id: str, *, settings: LLMSettings | None = None, context
         log_group_id,
     ).data
     return [_entry(item) for item in found]
+
+
+def resolve_log_ids(
+    log_group: str,
+    *,
+    access_log: str | None = None,
+    predict_log: str | None = None,
+    settings: LLMSettings | None = None,
+    context: Any = None,
+) -> dict[str, str | None]:
+    """The OCIDs of a log group and of its access and predict logs, each given by display name or OCID.
+
+    Without ``access_log`` / ``predict_log``, the group's only log whose name contains "access" / "predict"
+    is taken (None when there is no such single log). Returns ``{"log_group_id", "access_log_id",
+    "predict_log_id"}``; a name that is not found raises ``NotFoundError`` listing the names there are.
+    """
+    context = context or get_context(settings)
+    group_id = log_group
+    if not log_group.startswith("ocid1."):
+        groups = list_log_groups(context=context)
+        found = [g["id"] for g in groups if g["display_name"] == log_group]
+        if not found:
+            names = ", ".join(g["display_name"] for g in groups) or "none"
+            raise NotFoundError(
+                f"No log group named {log_group!r} in the compartment (log groups: {names}).",
+                hint="Give the name or OCID of a log group of the compartment (OCI Console: Logging > Log Groups).",
+            )
+        group_id = found[0]
+    entries = list_logs(group_id, context=context)
+    ids = {
+        "log_group_id": group_id,
+        "access_log_id": _pick_log(entries, access_log, "access", log_group),
+        "predict_log_id": _pick_log(entries, predict_log, "predict", log_group),
+    }
+    if not (ids["access_log_id"] or ids["predict_log_id"]):
+        names = ", ".join(e["display_name"] for e in entries) or "none"
+        raise NotFoundError(
+            f"Log group {log_group} has no log named like 'access' or 'predict' (its logs: {names}).",
+            hint="Name the logs to use (--access-log / --predict-log, or access_log_id / predict_log_id).",
+        )
+    return ids
+
+
+def _pick_log(entries: list[dict], wanted: str | None, default_word: str, group: str) -> str | None:
+    """A log OCID from a name or OCID; without one, the group's only log whose name has ``default_word``."""
+    if wanted and wanted.startswith("ocid1."):
+        return wanted
+    if wanted:
+        found = [e["id"] for e in entries if e["display_name"] == wanted]
+        if not found:
+            names = ", ".join(e["display_name"] for e in entries) or "none"
+            raise NotFoundError(f"No log named {wanted!r} in log group {group} (its logs: {names}).")
+        return found[0]
+    found = [e["id"] for e in entries if default_word in e["display_name"].lower()]
+    return found[0] if len(found) == 1 else None
 
 
 def deployment_log_refs(raw: Any) -> list[LogRef]:
@@ -229,7 +286,7 @@ def follow_logs(
     ``fetch(tail=..., since=...)`` reads records oldest first; ``timeout`` ends the tail (None: until the
     caller stops iterating or is interrupted).
     """
-    seen: set = set()
+    seen: dict = {}  # ids of the latest records, oldest first (bounded by FOLLOW_MEMORY)
     started = time.monotonic()
     since = None
     batch = tail
@@ -238,7 +295,9 @@ def follow_logs(
             key = record.get("id") or (record["time"], record["kind"], record["message"])
             if key in seen:
                 continue
-            seen.add(key)
+            seen[key] = None
+            if len(seen) > FOLLOW_MEMORY:
+                del seen[next(iter(seen))]
             if record.get("time"):
                 since = record["time"]
             yield record

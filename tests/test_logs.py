@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import itertools
 
 import pytest
 
 from odsc_magics.config import LLMSettings
 from odsc_magics.errors import NotFoundError, ValidationError
-from odsc_magics.logs import _as_datetime, _record, follow_logs, list_log_groups, list_logs
+from odsc_magics.logs import (
+    FOLLOW_MEMORY,
+    MAX_LIMIT,
+    _as_datetime,
+    _record,
+    follow_logs,
+    list_log_groups,
+    list_logs,
+    resolve_log_ids,
+)
 
 api = importlib.import_module("odsc_magics.control_plane")
 
@@ -67,6 +77,24 @@ def test_follow_yields_new_records_once() -> None:
     assert sleeps == [2.0, 2.0]
 
 
+def test_follow_remembers_a_bounded_number_of_record_ids() -> None:
+    fetches = 6
+
+    def fetch(tail: int, since) -> list[dict]:
+        first = len(calls) * MAX_LIMIT
+        calls.append(since)
+        if len(calls) > fetches:
+            return []
+        numbers = range(first, first + MAX_LIMIT)
+        return [{"id": f"r{n}", "time": f"t{n:06d}", "kind": "access", "message": "m"} for n in numbers]
+
+    calls: list = []
+    stream = follow_logs(fetch, tail=MAX_LIMIT, interval=0, sleep=lambda _s: None)
+    shown = list(itertools.islice(stream, fetches * MAX_LIMIT))
+    assert len({r["id"] for r in shown}) == fetches * MAX_LIMIT
+    assert len(stream.gi_frame.f_locals["seen"]) <= FOLLOW_MEMORY < fetches * MAX_LIMIT
+
+
 @pytest.fixture
 def settings(backend) -> LLMSettings:
     return LLMSettings(backend="local", local_dir=str(backend.state_dir))
@@ -75,10 +103,7 @@ def settings(backend) -> LLMSettings:
 @pytest.fixture
 def local_logs(settings: LLMSettings) -> dict:
     """The local backend's log group and its access and predict logs."""
-    try:
-        groups = list_log_groups(settings=settings)
-    except NotFoundError as err:
-        pytest.skip(f"this local backend has no Logging service: {err.message}")
+    groups = list_log_groups(settings=settings)
     (group,) = [g for g in groups if g["display_name"] == "odsc-magics-local"]
     logs = {entry["display_name"]: entry["id"] for entry in list_logs(group["id"], settings=settings)}
     return {"group": group["id"], "access": logs["access"], "predict": logs["predict"]}
@@ -106,3 +131,20 @@ def test_logs_of_a_deployment_newest_last(settings: LLMSettings, local_logs: dic
     assert len(deployment.logs(tail=2)) == 2
     assert {r["kind"] for r in deployment.logs(kind="predict")} == {"predict"}
     assert list(deployment.follow_logs(tail=3, timeout=0))[-1] == records[-1]
+
+
+def test_log_ids_from_names_or_ocids(settings: LLMSettings, local_logs: dict) -> None:
+    expected = {
+        "log_group_id": local_logs["group"],
+        "access_log_id": local_logs["access"],
+        "predict_log_id": local_logs["predict"],
+    }
+    assert resolve_log_ids("odsc-magics-local", settings=settings) == expected
+    assert (
+        resolve_log_ids(local_logs["group"], access_log="access", predict_log=local_logs["predict"], settings=settings)
+        == expected
+    )
+    with pytest.raises(NotFoundError, match=r"No log group named 'nope' .*odsc-magics-local"):
+        resolve_log_ids("nope", settings=settings)
+    with pytest.raises(NotFoundError, match=r"No log named 'audit' in log group odsc-magics-local .*access"):
+        resolve_log_ids("odsc-magics-local", access_log="audit", settings=settings)

@@ -162,20 +162,6 @@ def _show_diagnosis(diagnosis: Any) -> None:
         show({"text/markdown": diagnosis._repr_markdown_(), "text/plain": diagnosis.to_text()})
 
 
-def _pick_log(entries: list[dict], wanted: str | None, default_word: str, group: str) -> str | None:
-    """A log OCID from a name or OCID; without one, the group's only log whose name has ``default_word``."""
-    if wanted and wanted.startswith("ocid1."):
-        return wanted
-    if wanted:
-        found = [e["id"] for e in entries if e["display_name"] == wanted]
-        if not found:
-            names = ", ".join(e["display_name"] for e in entries) or "none"
-            raise UsageError(f"No log named {wanted!r} in log group {group} (its logs: {names}).")
-        return found[0]
-    found = [e["id"] for e in entries if default_word in e["display_name"].lower()]
-    return found[0] if len(found) == 1 else None
-
-
 @magics_class
 class DeployMagics(LLMMagicsBase):
     """The deployment magic; subcommands are routed by name."""
@@ -227,26 +213,11 @@ class DeployMagics(LLMMagicsBase):
             if args.access_log or args.predict_log:
                 raise UsageError("--access-log and --predict-log need --log-group")
             return {}
-        from odsc_magics.logs import list_log_groups, list_logs
+        from odsc_magics.logs import resolve_log_ids
 
-        context = self._context()
-        group = args.log_group
-        if not group.startswith("ocid1."):
-            groups = list_log_groups(context=context)
-            found = [g["id"] for g in groups if g["display_name"] == group]
-            if not found:
-                names = ", ".join(g["display_name"] for g in groups) or "none"
-                raise UsageError(f"No log group named {group!r} in the compartment (log groups: {names}).")
-            group = found[0]
-        entries = list_logs(group, context=context)
-        ids = {
-            "log_group_id": group,
-            "access_log_id": _pick_log(entries, args.access_log, "access", args.log_group),
-            "predict_log_id": _pick_log(entries, args.predict_log, "predict", args.log_group),
-        }
-        if not (ids["access_log_id"] or ids["predict_log_id"]):
-            raise UsageError(f"Log group {args.log_group} has no log named like 'access' or 'predict'.")
-        return ids
+        return resolve_log_ids(
+            args.log_group, access_log=args.access_log, predict_log=args.predict_log, context=self._context()
+        )
 
     def _create(self, args: Any) -> None:
         output_var = check_var_name(args.output)
