@@ -179,12 +179,15 @@ def generation_params(args: argparse.Namespace) -> dict[str, Any]:
         params["stop"] = list(stop)
     for item in getattr(args, "param", None) or []:
         name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise UsageError(f"--param needs NAME=VALUE, not {item!r}")
         try:
-            params[name.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except ValueError:
-            params[name.strip()] = raw
+            value = raw
+        _check_param_type(name, value, item)
+        params[name] = value
     if params.get("max_tokens", 1) < 1:
         raise UsageError("--max-tokens must be at least 1")
     if not 0 <= params.get("temperature", 0) <= 2:
@@ -192,3 +195,21 @@ def generation_params(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < params.get("top_p", 1) <= 1:
         raise UsageError("--top-p must be in (0, 1]")
     return params
+
+
+# The generation parameters whose values are range-checked: the type each needs, as said to the user, and an example.
+_NUMERIC_PARAMS = {
+    "max_tokens": (int, "an integer", "256"),
+    "temperature": (float, "a number", "0.7"),
+    "top_p": (float, "a number", "0.9"),
+}
+
+
+def _check_param_type(name: str, value: Any, item: str) -> None:
+    """Refuse ``--param max_tokens=abc`` / ``temperature=null`` before the range checks compare them."""
+    if name not in _NUMERIC_PARAMS:
+        return
+    kind, wanted, example = _NUMERIC_PARAMS[name]
+    accepted = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise UsageError(f"--param {item}: {name} needs {wanted} (e.g. --param {name}={example})")

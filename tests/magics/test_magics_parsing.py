@@ -87,6 +87,30 @@ def test_generation_params_only_the_given_ones(ip: InteractiveShell) -> None:
         generation_params(bad)
 
 
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        ("max_tokens=abc", "--param max_tokens=abc: max_tokens needs an integer (e.g. --param max_tokens=256)"),
+        ("max_tokens=1.5", "max_tokens needs an integer"),
+        ("max_tokens=true", "max_tokens needs an integer"),
+        ("temperature=null", "--param temperature=null: temperature needs a number (e.g. --param temperature=0.7)"),
+        ("top_p=high", "top_p needs a number"),
+    ],
+)
+def test_param_of_the_wrong_type_is_a_usage_error(ip: InteractiveShell, param: str, expected: str) -> None:
+    for magic_name in ("llm_predict", "llm_chat"):
+        result = ip.run_cell(f"%{magic_name} --param {param} hi")
+        assert isinstance(result.error_in_exec, UsageError), repr(result.error_in_exec)
+        assert expected in str(result.error_in_exec)
+
+
+def test_param_values_of_the_right_type_pass(ip: InteractiveShell) -> None:
+    args, _ = parse_magic_line(
+        magic(ip, "llm_predict"), "--param max_tokens=5 --param temperature=1 --param top_p=0.5", free_text=True
+    )
+    assert generation_params(args) == {"max_tokens": 5, "temperature": 1, "top_p": 0.5}
+
+
 def test_help_shows_every_option(ip: InteractiveShell) -> None:
     doc = magic(ip, "llm_predict").__doc__
     for option in (
