@@ -10,6 +10,7 @@ from odsc_magics.config import LLMSettings, use_settings
 from odsc_magics.magics.chat import ChatMagics
 from odsc_magics.magics.config import ConfigMagics
 from odsc_magics.magics.deploy import DeployMagics
+from odsc_magics.magics.help_syntax import keep_prompts_ending_in_question_marks
 from odsc_magics.magics.predict import PredictMagics
 
 __all__ = ["LLMMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -34,21 +35,28 @@ _loaded: dict[int, LLMMagics] = {}
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics and make them the settings every API call reads (imports nothing heavy)."""
+    """Register the magics and make them the settings every API call reads (imports nothing heavy).
+
+    An input transformer keeps a line magic's prompt ending in ``?`` from being read as a help request.
+    """
     magics = LLMMagics(shell=ipython)
     ipython.register_magics(magics)
     use_settings(magics)
     _loaded[id(ipython)] = magics
+    if keep_prompts_ending_in_question_marks not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(keep_prompts_ending_in_question_marks)
     from odsc_magics.batch.hook import register_accessor_when_pandas_loads
 
     register_accessor_when_pandas_loads()
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Remove the magics and their settings registration."""
+    """Remove the magics, their input transformer and their settings registration."""
     magics = _loaded.pop(id(ipython), None)
     if magics is None:
         return
+    while keep_prompts_ending_in_question_marks in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(keep_prompts_ending_in_question_marks)
     for kind, table in magics.magics.items():
         registered = ipython.magics_manager.magics[kind]
         for name in table:
