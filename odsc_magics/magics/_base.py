@@ -16,6 +16,7 @@ from IPython.core.magic import Magics
 from odsc_magics.errors import OdscMagicsError
 
 __all__ = [
+    "Interrupted",
     "LLMMagicsBase",
     "check_var_name",
     "generation_params",
@@ -32,8 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def usage_errors(func: F) -> F:
     """Turn an ``OdscMagicsError`` raised inside a magic into a bare ``UsageError`` (short, no traceback).
 
-    IPython shows a ``UsageError`` as one red line and still fails the cell, so Run All stops. Anything
-    else (a bug) keeps its traceback. The wrapper keeps the function's attributes (help, parser).
+    IPython shows a ``UsageError`` as one red line and still fails the cell, so Run All stops. A
+    ``KeyboardInterrupt`` becomes ``Interrupted``: one line too, still an interrupt. Anything else (a bug)
+    keeps its traceback. The wrapper keeps the function's attributes (help, parser).
     """
 
     @functools.wraps(func)
@@ -42,8 +44,21 @@ def usage_errors(func: F) -> F:
             return func(*args, **kwargs)
         except OdscMagicsError as err:
             raise UsageError(err.short()) from None
+        except KeyboardInterrupt as err:
+            raise Interrupted(str(err)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user stopped a magic: IPython shows one line (the message), not the frames it was stopped in.
+
+    It stays a ``KeyboardInterrupt``, so the cell fails as interrupted and Run All stops.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        message = str(self)
+        return [f"KeyboardInterrupt: {message}" if message else "KeyboardInterrupt"]
 
 
 def usage(parser: argparse.ArgumentParser) -> str:

@@ -39,8 +39,8 @@ def run_request(
     """Send a completion (``prompt``) or chat (``messages``) request and show it; returns the Result.
 
     Streaming: a kernel interrupt closes the connection, shows the partial answer (marked interrupted)
-    and re-raises ``KeyboardInterrupt`` so Run All stops; a stream cut by the service shows the partial
-    answer and ends the cell with a ``UsageError``.
+    and raises a ``KeyboardInterrupt`` that says so (not the one from the HTTP read) so Run All stops;
+    a stream cut by the service shows the partial answer and ends the cell with a ``UsageError``.
     """
     chat = messages is not None
     if not stream:
@@ -59,7 +59,11 @@ def run_request(
         result = live.close()
         _keep(shell, result, output_var)
         view.finish(result)
-        raise
+        tokens = (result.usage or {}).get("completion_tokens") or view.tokens
+        where = f"`{output_var}` and `{LAST_RESULT_VAR}`" if output_var else f"`{LAST_RESULT_VAR}`"
+        raise KeyboardInterrupt(
+            f"Stopped after {tokens} tokens; the partial answer is kept above and in {where}."
+        ) from None
     except StreamInterruptedError as err:
         result = err.partial
         if result is None:

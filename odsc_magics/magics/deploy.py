@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import html
 import shlex
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,8 @@ from odsc_magics.errors import DeploymentFailedError
 from odsc_magics.magics._base import LLMMagicsBase, check_var_name, usage_errors
 
 __all__ = ["DeployMagics", "Table", "build_parser", "deployment_bundle"]
+
+FOLLOW_WINDOW = 1000  # `logs --follow` shows (and keeps) at most the newest this many records
 
 
 class _Parser(argparse.ArgumentParser):
@@ -334,15 +337,16 @@ class DeployMagics(LLMMagicsBase):
     def _follow(self, deployment: Any, args: Any) -> None:
         from IPython.display import display
 
-        records: list[dict] = []
+        records: deque[dict] = deque(maxlen=FOLLOW_WINDOW)
         handle = display(_log_bundle(deployment.name, records, following=True), raw=True, display_id=True)
         try:
             for record in deployment.follow_logs(tail=args.tail, kind=args.kind):
                 records.append(record)
-                handle.update(_log_bundle(deployment.name, records[-1000:], following=True), raw=True)
+                handle.update(_log_bundle(deployment.name, records, following=True), raw=True)
         except KeyboardInterrupt:
-            handle.update(_log_bundle(deployment.name, records[-1000:]), raw=True)
-            show({"text/plain": "Stopped following the logs."})
+            handle.update(_log_bundle(deployment.name, records), raw=True)
+            # Interrupted on purpose, but the cell still fails as interrupted so Run All stops here.
+            raise KeyboardInterrupt(f"Stopped following the logs of {deployment.name}.") from None
 
     def _models(self, args: Any) -> Table:
         from odsc_magics.catalog import list_models

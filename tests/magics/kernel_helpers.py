@@ -15,12 +15,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class RecordingClient(NotebookClient):
-    """A NotebookClient that logs every comm message: (cell index, msg type, comm id, kernel time, data)."""
+    """A NotebookClient that logs every comm message: (cell index, msg type, comm id, kernel time, data).
 
-    def __init__(self, nb: Any, on_comm: Callable[[RecordingClient, dict, int], None] | None = None, **kw: Any):
+    ``on_comm`` sees each comm message, ``on_message`` each iopub message of a cell (e.g. to interrupt then).
+    """
+
+    def __init__(
+        self,
+        nb: Any,
+        on_comm: Callable[[RecordingClient, dict, int], None] | None = None,
+        on_message: Callable[[RecordingClient, dict, int], None] | None = None,
+        **kw: Any,
+    ):
         super().__init__(nb, **kw)
         self.comm_log: list[dict] = []
         self.on_comm = on_comm
+        self.on_message = on_message
+
+    def process_message(self, msg: dict, cell: Any, cell_index: int) -> Any:
+        if self.on_message is not None:
+            self.on_message(self, msg, cell_index)
+        return super().process_message(msg, cell, cell_index)
 
     def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
         content = msg["content"]

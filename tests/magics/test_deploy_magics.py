@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from kernel_helpers import RecordingClient, failed, kernel_env, llm_outputs, texts
@@ -188,3 +190,39 @@ def test_the_form_deploys_in_the_background(session) -> None:
     assert {"_dom_classes": ["odsc-deploy-form", "odsc-state-active"]} in updates
     refused = shown(session, "form_refused")
     assert refused.strip() == "None refused"
+
+
+def test_follow_stops_run_all_when_interrupted(backend, tmp_path) -> None:
+    """`logs --follow` against the local Logging service, the log group given by name; stop = interrupt."""
+    from nbclient.exceptions import CellExecutionError
+
+    cells = [
+        "%load_ext odsc_magics",
+        f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name followed --log-group odsc-magics-local",
+        "%%llm_predict -d followed --max-tokens 2\nHi",
+        "%llm_deploy logs followed --follow --tail 3",
+        "print('not reached')",
+    ]
+    follow_cell = 3
+
+    def interrupt_once_records_show(client, msg, cell_index):
+        if cell_index == follow_cell and msg["msg_type"] == "update_display_data" and not client.interrupted:
+            client.interrupted = True
+            client.interrupt_soon()
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = RecordingClient(nb, on_message=interrupt_once_records_show, kernel_name="python3", timeout=180)
+    client.interrupted = False
+    with pytest.raises(CellExecutionError) as info:
+        client.execute(env=kernel_env(backend, tmp_path))
+    assert "Stopped following the logs of followed." in str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert not nb.cells[4].outputs  # Run All stopped at the interrupted cell
+    for cell in nb.cells[1:3]:
+        assert not failed(cell), texts(cell)
+    (error,) = [o for o in nb.cells[follow_cell].outputs if o.output_type == "error"]
+    assert error.traceback == ["KeyboardInterrupt: Stopped following the logs of followed."]
+    (logs,) = [o for o in nb.cells[follow_cell].outputs if o.output_type == "display_data"]
+    shown = logs.data["text/plain"]
+    assert shown.startswith("Logs of followed: ") and "(following" not in shown
+    assert re.search(r"\n\S+\s+(access|predict)\s", shown), shown  # the records shown until the interrupt

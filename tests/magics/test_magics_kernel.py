@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -225,7 +226,15 @@ def test_widget_updates_are_coalesced_and_interrupt_keeps_the_partial(backend_fa
 
     # Interrupted mid-stream: the partial answer is the durable output, marked, and kept in `partial`.
     cell = nb.cells[interrupt_cell]
-    assert any(o.output_type == "error" and o.ename == "KeyboardInterrupt" for o in cell.outputs)
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    # One line, no frames of the HTTP read it was stopped in; still an interrupt, so Run All stops.
+    (line,) = error.traceback
+    assert re.fullmatch(
+        r"KeyboardInterrupt: Stopped after \d+ tokens; the partial answer is kept above and in `partial` and "
+        r"`_llm_last`\.",
+        line,
+    ), line
+    assert error.ename == "Interrupted"
     (answer,) = llm_outputs(cell)
     assert "interrupted" in answer.data["text/markdown"]
     assert answer.metadata["odsc_magics"]["interrupted"] is True

@@ -226,3 +226,74 @@ def test_terminal_ipython_prints_the_stream(
     out = capsys.readouterr().out
     assert ip.user_ns["said"] and ip.user_ns["said"] in out
     assert ip.user_ns["_llm_last"].usage["completion_tokens"] > 0
+
+
+def test_terminal_interrupt_keeps_the_partial_and_ends_with_one_line(
+    ip: InteractiveShell, backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from odsc_magics.magics import _run
+
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+    make_view = _run.make_stream_view
+
+    def view_interrupted_at_the_third_token(shell, **kwargs):
+        view = make_view(shell, **kwargs)
+        add = view.add
+
+        def add_then_ctrl_c(delta: str) -> None:
+            add(delta)
+            if view.tokens == 3:
+                raise KeyboardInterrupt  # what Ctrl-C raises while the answer streams
+
+        view.add = add_then_ctrl_c
+        return view
+
+    monkeypatch.setattr(_run, "make_stream_view", view_interrupted_at_the_third_token)
+    result = ip.run_cell("%%llm_predict -d test-llm --max-tokens 40 -o part\nTell me a story.")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "[interrupted after 3 tokens: partial answer]" in shown
+    assert "KeyboardInterrupt: Stopped after 3 tokens; the partial answer is kept above and in `part`" in shown
+    assert "Traceback" not in shown and "File " not in shown
+    assert ip.user_ns["_llm_last"].interrupted and ip.user_ns["part"] == ip.user_ns["_llm_last"].text
+
+
+def test_follow_ends_the_cell_as_interrupted_and_keeps_a_bounded_window(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import weakref
+
+    from odsc_magics.magics import deploy as deploy_magics
+
+    class Record(dict):
+        """A log record the test can tell is still held (a weak reference to it stays alive)."""
+
+    held_at_interrupt: list[int] = []
+
+    class Followed:
+        name = "followed"
+
+        def follow_logs(self, *, tail: int, kind: str):
+            shown = []
+            for n in range(50):
+                record = Record(time=f"t{n:02d}", kind="access", message=f"line {n}")
+                shown.append(weakref.ref(record))
+                yield record
+            del record
+            held_at_interrupt.append(sum(ref() is not None for ref in shown))
+            raise KeyboardInterrupt  # the user stops following
+
+    monkeypatch.setattr(deploy_magics, "FOLLOW_WINDOW", 5, raising=False)
+    monkeypatch.setattr(deploy_magics.DeployMagics, "_get", lambda self, target: Followed())
+    result = ip.run_cell("%llm_deploy logs followed --follow\nprint('not reached')")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert held_at_interrupt == [5]
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "not reached" not in shown
+    assert shown.rstrip().endswith("KeyboardInterrupt: Stopped following the logs of followed.")
+    final = shown[shown.rindex("Logs of followed") :]
+    assert final.startswith("Logs of followed: 5 records, newest last\n") and "(following" not in final
+    assert "line 45" in final and "line 49" in final and "line 44" not in final
