@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import builtins
 import functools
 import json
 import keyword
 import shlex
+import sys
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -173,13 +176,35 @@ class LLMMagicsBase(Magics):
         return render(text, self.shell.user_ns)
 
 
-def check_var_name(name: str | None) -> str | None:
-    """Validate an ``-o/--output`` variable name before anything is sent."""
+def check_var_name(name: str | None, user_ns: dict[str, Any] | None = None) -> str | None:
+    """Validate an ``-o/--output`` variable name before anything is sent.
+
+    A name that would hide a builtin, or replace a module, class or function of ``user_ns``, is still used,
+    with a one-line warning on stderr.
+    """
     if name is None:
         return None
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"-o/--output needs a Python variable name, not {name!r}")
+    if user_ns is not None:
+        hidden = _what_it_replaces(name, user_ns)
+        if hidden == "builtin":
+            print(f"Warning: -o {name} hides the builtin {name}; `del {name}` brings it back.", file=sys.stderr)
+        elif hidden:
+            print(f"Warning: -o {name} replaces the {hidden} {name}.", file=sys.stderr)
     return name
+
+
+def _what_it_replaces(name: str, user_ns: dict[str, Any]) -> str | None:
+    """What ``name`` stands for now when it is a builtin, module, class or function; else None."""
+    if name not in user_ns:
+        return "builtin" if hasattr(builtins, name) else None
+    value = user_ns[name]
+    if isinstance(value, types.ModuleType):
+        return "module"
+    if isinstance(value, type):
+        return "class"
+    return "function" if callable(value) else None
 
 
 def generation_params(args: argparse.Namespace) -> dict[str, Any]:

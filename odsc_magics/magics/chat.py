@@ -67,7 +67,7 @@ class ChatMagics(LLMMagicsBase):
         A turn that fails or is interrupted is not added to the conversation.
         """
         args, rest = parse_magic_line(self.llm_chat, line, free_text=cell is None)
-        output_var = check_var_name(args.output)
+        output_var = check_var_name(args.output, self.shell.user_ns)
         params = generation_params(args)
         if args.reset:
             self.conversation.clear()

@@ -223,7 +223,7 @@ class DeployMagics(LLMMagicsBase):
         )
 
     def _create(self, args: Any) -> None:
-        output_var = check_var_name(args.output)
+        output_var = check_var_name(args.output, self.shell.user_ns)
         missing = [flag for flag, value in (("--model", args.model), ("--shape", args.shape)) if not value]
         if missing:
             raise UsageError(
@@ -395,6 +395,14 @@ class DeployMagics(LLMMagicsBase):
     # --------------------------------------------------------------------------------------------- form
 
     def _form(self) -> Any:
+        from odsc_magics.display import in_kernel
+
+        if not in_kernel(self.shell):
+            raise UsageError(
+                "The deploy form needs a notebook front end (JupyterLab, Jupyter Notebook, VS Code).\n"
+                "From a terminal: `%llm_deploy create --model MODEL --shape SHAPE` "
+                "(`%llm_deploy models` lists the models, `%llm_deploy shapes --model MODEL` the shapes that fit)."
+            )
         from odsc_magics.catalog import list_models, region_shapes
         from odsc_magics.logs import list_log_groups, list_logs
         from odsc_magics.widgets.deploy_form import DeployForm, ModelChoice

@@ -75,7 +75,7 @@ class PredictMagics(LLMMagicsBase):
         The answer ends as Markdown with the request's metadata; `_llm_last` holds the last Result.
         """
         args, rest = parse_magic_line(self.llm_predict, line, free_text=cell is None)
-        output_var = check_var_name(args.output)
+        output_var = check_var_name(args.output, self.shell.user_ns)
         params = generation_params(args)
         text = cell.rstrip("\n") if cell is not None else rest
         if not text.strip():

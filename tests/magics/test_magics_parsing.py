@@ -297,3 +297,38 @@ def test_follow_ends_the_cell_as_interrupted_and_keeps_a_bounded_window(
     final = shown[shown.rindex("Logs of followed") :]
     assert final.startswith("Logs of followed: 5 records, newest last\n") and "(following" not in final
     assert "line 45" in final and "line 49" in final and "line 44" not in final
+
+
+@pytest.fixture
+def local_env(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+
+
+def test_the_deploy_form_in_a_terminal_says_how_to_deploy(ip: InteractiveShell, local_env) -> None:
+    result = ip.run_cell("%llm_deploy")
+    assert isinstance(result.error_in_exec, UsageError), result.result
+    message = str(result.error_in_exec)
+    assert message.startswith("The deploy form needs a notebook front end")
+    assert "From a terminal: `%llm_deploy create --model MODEL --shape SHAPE`" in message
+
+
+def test_an_output_variable_hiding_a_builtin_or_a_module_warns_and_is_still_stored(
+    ip: InteractiveShell, local_env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+
+    capsys.readouterr()
+    result = ip.run_cell("%llm_predict -d test-llm --dry-run -o print hi")
+    assert result.success, result.error_in_exec
+    assert capsys.readouterr().err == "Warning: -o print hides the builtin print; `del print` brings it back.\n"
+    assert ip.user_ns.pop("print") is not builtins.print
+    ip.run_cell("import json")
+    result = ip.run_cell("%%llm_predict -d test-llm --max-tokens 2 --no-stream -o json\nhi")
+    assert result.success, result.error_in_exec
+    assert capsys.readouterr().err == "Warning: -o json replaces the module json.\n"
+    assert isinstance(ip.user_ns.pop("json"), str)
+    for _ in range(2):  # an earlier answer is replaced without a word
+        result = ip.run_cell("%%llm_predict -d test-llm --max-tokens 2 --no-stream -o answer\nhi")
+        assert result.success, result.error_in_exec
+    assert capsys.readouterr().err == ""
