@@ -65,6 +65,9 @@ class Result:
 
 
 def _not_active_hint(state: str | None, name: str) -> str:
+    from shlex import quote
+
+    name = quote(name)  # the hints are commands to copy: a name with spaces stays one argument
     if state in ("CREATING", "UPDATING"):
         return f"It is {state}: wait until it is ACTIVE (Deployment.wait(), or `%llm_deploy status {name}`)."
     if state in ("FAILED", "NEEDS_ATTENTION"):

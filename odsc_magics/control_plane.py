@@ -251,7 +251,7 @@ class Deployment:
         except KeyboardInterrupt:
             raise KeyboardInterrupt(
                 f"Stopped watching {self.name} ({self.id}); the deployment itself goes on. "
-                f"Resume watching with `%llm_deploy status {self.name}` or Deployment.wait()."
+                f"Resume watching with `%llm_deploy status {shlex.quote(self.name)}` or Deployment.wait()."
             ) from None
         finally:
             if bar is not None:
@@ -283,7 +283,7 @@ class Deployment:
                 raise DeploymentNotActiveError(
                     f"The model deployment {self.name} is still {self.state} after {timeout:g} s.",
                     state=self.state,
-                    hint=f"Keep watching with Deployment.wait() or `%llm_deploy status {self.name}`.",
+                    hint=f"Keep watching with Deployment.wait() or `%llm_deploy status {shlex.quote(self.name)}`.",
                     target=self.id,
                 )
             interval = min(MAX_POLL_INTERVAL, interval * 1.5)
@@ -364,7 +364,8 @@ class Deployment:
         if self.state == "ACTIVE":
             raise ValidationError(
                 f"The model deployment {self.name} is already ACTIVE.",
-                hint=f"Nothing to do: it serves predictions. `%llm_deploy deactivate {self.name}` stops it.",
+                hint="Nothing to do: it serves predictions. "
+                f"`%llm_deploy deactivate {shlex.quote(self.name)}` stops it.",
                 target=self.id,
             )
         if self.state != "INACTIVE":
@@ -383,7 +384,7 @@ class Deployment:
         if self.state == "INACTIVE":
             raise ValidationError(
                 f"The model deployment {self.name} is already INACTIVE.",
-                hint=f"`%llm_deploy activate {self.name}` starts it again.",
+                hint=f"`%llm_deploy activate {shlex.quote(self.name)}` starts it again.",
                 target=self.id,
             )
         if self.state != "ACTIVE":
@@ -410,7 +411,7 @@ class Deployment:
         if self.state == "ACTIVE" and not force:
             raise ValidationError(
                 f"The model deployment {self.name} is ACTIVE; deleting it ends its endpoint.",
-                hint=f"Confirm with `%llm_deploy delete {self.name} --yes` (delete(force=True)), "
+                hint=f"Confirm with `%llm_deploy delete {shlex.quote(self.name)} --yes` (delete(force=True)), "
                 f"or deactivate it first.",
                 target=self.id,
             )
@@ -488,6 +489,7 @@ class Deployment:
 
 
 def _state_hint(state: str, name: str) -> str:
+    name = shlex.quote(name)  # the hints are commands to copy: a name with spaces stays one argument
     if state in _TRANSITIONAL:
         return f"Wait until it settles: `%llm_deploy status {name}`."
     if state == "FAILED":
@@ -589,7 +591,7 @@ def _check_fit(model: Any, shape: Any, params: str, offered: list, *, region: st
     step = f"Use {' or '.join(options)}" if options else f"No shape offered in {region} is big enough"
     raise ValidationError(
         f"{model.display_name} does not fit {shape.name}: {verdict.reason}.",
-        hint=f"{step}; `%llm_deploy shapes --model {model.display_name}` shows the fit of every shape.",
+        hint=f"{step}; `%llm_deploy shapes --model {shlex.quote(model.display_name)}` shows the fit of every shape.",
         target=shape.name,
     )
 

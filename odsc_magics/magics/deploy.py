@@ -261,7 +261,8 @@ class DeployMagics(LLMMagicsBase):
         if deployment.state == "ACTIVE":
             note = "It is now the default target of `%%llm_predict` and `%%llm_chat`."
         else:
-            note = f"State {deployment.state}: `%llm_deploy status {deployment.name}` watches it until it is ACTIVE."
+            status = f"%llm_deploy status {shlex.quote(deployment.name)}"
+            note = f"State {deployment.state}: `{status}` watches it until it is ACTIVE."
         show(deployment_bundle(deployment, note=note))
 
     # ---------------------------------------------------------------------------------- other commands
@@ -318,7 +319,8 @@ class DeployMagics(LLMMagicsBase):
 
     def _deactivate(self, args: Any) -> None:
         deployment = self._get(args.target).deactivate(wait=not args.no_wait, progress=True)
-        show(deployment_bundle(deployment, note=f"`%llm_deploy activate {deployment.name}` starts it again."))
+        activate = f"%llm_deploy activate {shlex.quote(deployment.name)}"
+        show(deployment_bundle(deployment, note=f"`{activate}` starts it again."))
 
     def _delete(self, args: Any) -> None:
         deployment = self._get(args.target).delete(wait=not args.no_wait, force=args.yes, progress=True)

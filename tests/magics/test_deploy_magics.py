@@ -226,3 +226,35 @@ def test_follow_stops_run_all_when_interrupted(backend, tmp_path) -> None:
     shown = logs.data["text/plain"]
     assert shown.startswith("Logs of followed: ") and "(following" not in shown
     assert re.search(r"\n\S+\s+(access|predict)\s", shown), shown  # the records shown until the interrupt
+
+
+def test_every_hint_for_a_name_with_spaces_runs_as_printed(backend, monkeypatch, capsys) -> None:
+    """Terminal IPython: each `%llm_deploy ...` command a note or error prints is run exactly as printed."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "odsc_magics")
+
+    def run(line: str, *, fails: bool = False) -> str:
+        capsys.readouterr()
+        result = ip.run_cell(line)
+        assert result.success != fails, (line, result.error_in_exec)
+        return f"{capsys.readouterr().out}\n{result.error_in_exec or ''}"
+
+    def hinted(text: str, command: str) -> str:
+        (line,) = {found for found in re.findall(r"`(%llm_deploy [^`]*)`", text) if found.startswith(command)}
+        return line
+
+    created = run(f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 --name 'two words' --no-wait")
+    assert "%llm_deploy status 'two words'" in created
+    assert "ACTIVE" in run(hinted(created, "%llm_deploy status"))
+    refused = run("%llm_deploy activate 'two words'", fails=True)
+    stopped = run(hinted(refused, "%llm_deploy deactivate"))
+    assert "INACTIVE" in stopped
+    inactive = run("%%llm_predict -d 'two words' --max-tokens 2\nHi", fails=True)
+    assert hinted(inactive, "%llm_deploy activate") == hinted(stopped, "%llm_deploy activate")
+    run(hinted(inactive, "%llm_deploy activate"))
+    active = run("%llm_deploy delete 'two words'", fails=True)
+    assert "DELETED" in run(hinted(active, "%llm_deploy delete"))
