@@ -339,6 +339,7 @@ class Deployment:
             model=spec,
             available_shapes=shapes,
             max_model_len=self.max_model_len,
+            name=self.name,
         )
 
     def diagnose(self) -> Any:

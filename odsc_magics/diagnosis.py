@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,18 +137,20 @@ def diagnose(
     model: ModelSpec | None = None,
     available_shapes: Iterable[ShapeInfo | str] | None = None,
     max_model_len: int | None = None,
+    name: str | None = None,
 ) -> Diagnosis:
     """Match the work-request errors (dicts or SDK objects with ``code``/``message``) and the last predict-log
     lines against known failure signatures; the first signature found decides.
 
-    ``shape``, ``model`` and ``available_shapes`` let the next step name shapes that fit.
+    ``shape``, ``model`` and ``available_shapes`` let the next step name shapes that fit; ``name`` (the
+    deployment's) lets it give the command that reads the predict log.
     """
     errors = [_text_of(e) for e in work_request_errors]
     lines = [str(line).rstrip() for line in log_lines if str(line).strip()]
     haystack = errors + lines
     tail = lines[-_LAST_LINES:]
     shapes = [shape_info(s) for s in available_shapes] if available_shapes is not None else None
-    ctx = _Context(state, errors, tail, shape, model, shapes, max_model_len)
+    ctx = _Context(state, errors, tail, shape, model, shapes, max_model_len, name)
 
     for check in (_kv_capacity, _oom, _trust_remote_code, _architecture, _capacity, _authorization, _image):
         found = check(ctx, haystack)
@@ -165,6 +168,17 @@ class _Context:
     model: ModelSpec | None
     shapes: list[ShapeInfo] | None
     max_model_len: int | None
+    name: str | None = None
+
+    def read_the_log(self) -> str:
+        """Where the predict log is read: the evidence when it has lines, else the command that reads it."""
+        where = f"`%llm_deploy logs {shlex.quote(self.name)}`" if self.name else "Deployment.logs()"
+        if self.tail:
+            return f"Read the predict-log lines in the evidence, and the whole predict log with {where}"
+        return (
+            f"No predict-log lines could be read: {where} reads them if the deployment has a predict log "
+            "(deploy with a log group to get one)"
+        )
 
     def evidence(self, *matched: str) -> list[str]:
         out: list[str] = []
@@ -335,8 +349,8 @@ def _fallback(ctx: _Context, haystack: list[str]) -> Diagnosis:
         return Diagnosis(
             "timeout",
             "The model server did not become ready in time.",
-            "Read the last predict-log lines below; a large model may need a bigger shape or a smaller "
-            "`--max-model-len`, and the predict log shows where start-up stopped.",
+            f"{ctx.read_the_log()}. The predict log shows where start-up stopped; a large model may need a bigger "
+            "shape or a smaller `--max-model-len`.",
             ctx.evidence(timeout[1]),
         )
     if ctx.errors:
@@ -345,9 +359,4 @@ def _fallback(ctx: _Context, haystack: list[str]) -> Diagnosis:
         summary = "The deployment is ACTIVE; no failure was found."
     else:
         summary = f"The deployment is {state}; no known failure signature was found."
-    step = (
-        "Read the last predict-log lines below; attach a predict log to the deployment if there is none"
-        if not ctx.tail
-        else "Read the last predict-log lines below and the deployment's full predict log"
-    )
-    return Diagnosis("unknown", summary, step + ".", ctx.evidence())
+    return Diagnosis("unknown", summary, ctx.read_the_log() + ".", ctx.evidence())

@@ -258,3 +258,33 @@ def test_every_hint_for_a_name_with_spaces_runs_as_printed(backend, monkeypatch,
     run(hinted(inactive, "%llm_deploy activate"))
     active = run("%llm_deploy delete 'two words'", fails=True)
     assert "DELETED" in run(hinted(active, "%llm_deploy delete"))
+
+
+def test_a_failed_deploy_says_where_its_predict_log_lines_are(backend, monkeypatch, capsys) -> None:
+    """The next step of an unrecognised failure points at lines that are shown, or at the command that reads them."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("ODSC_MAGICS_BACKEND", "local")
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(backend.state_dir))
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "odsc_magics")
+    fail = "--env 'EMULATOR_FAIL=the engine said something new'"
+    create = f"%llm_deploy create --model {MODEL} --shape VM.GPU.A10.1 {fail}"
+
+    capsys.readouterr()
+    result = ip.run_cell(f"{create} --name 'no log'")
+    shown = capsys.readouterr().out + str(result.error_in_exec)
+    assert "FAILED" in str(result.error_in_exec)
+    assert "below" not in shown
+    assert "Next step: No predict-log lines could be read: `%llm_deploy logs 'no log'` reads them" in shown
+    assert "Evidence:\n  ModelDeploymentFailed: Model deployment failed: the engine said something new\n" in shown
+
+    result = ip.run_cell(f"{create} --name logged-fail --log-group odsc-magics-local")
+    shown = capsys.readouterr().out + str(result.error_in_exec)
+    assert "below" not in shown
+    step = "Read the predict-log lines in the evidence, and the whole predict log with `%llm_deploy logs logged-fail`"
+    assert step in shown
+    evidence = shown[shown.index("Evidence:") :]
+    assert "ERROR:    the engine said something new" in evidence  # the lines the next step points at
+    assert ip.run_cell("%llm_deploy logs logged-fail --kind predict").success
+    assert "ERROR:    the engine said something new" in capsys.readouterr().out
