@@ -24,7 +24,7 @@ def keep_prompts_ending_in_question_marks(lines: list[str]) -> list[str]:
     makes for a magic line (``get_ipython().run_line_magic(name, text)``), which the help syntax leaves
     alone. ``%llm_predict?`` (help on the magic itself), cell magics and lines inside strings are untouched.
     """
-    if not lines or lines[0].startswith("%%") or not any("%llm_" in line for line in lines):
+    if not lines or lines[0].startswith("%%") or not any(f"%{m}" in line for line in lines for m in PROMPT_MAGICS):
         return lines
     for _ in range(len(lines)):
         found = _first_prompt_line(lines)
