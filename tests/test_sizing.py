@@ -6,6 +6,7 @@ import pytest
 
 from odsc_magics.sizing import (
     SHAPES,
+    FitVerdict,
     ModelSpec,
     ShapeInfo,
     deployment_config,
@@ -376,3 +377,34 @@ def test_deployment_config():
     assert deployment_config(config) == (["VM.GPU.A10.1", "VM.GPU.A10.2"], {"VM.GPU.A10.1": 4096})
     assert deployment_config(None) == ([], {})
     assert deployment_config({"configuration": {"X": None}}) == ([], {})
+
+
+def test_every_verdict_says_its_kind():
+    spec = model_spec_from(LLAMA_8B)
+    listed = ["VM.GPU.A10.2"]
+    kinds = {
+        "fits": fit(spec, "VM.GPU.A10.1", max_model_len=8192),
+        "listed": fit(spec, "VM.GPU.A10.2", deployment_shapes=listed),
+        "not_listed": fit(spec, "VM.GPU.A10.1", deployment_shapes=listed),
+        "no_gpu": fit(spec, "VM.Standard.E4.Flex"),
+        "gpu_unsupported": fit(spec, "VM.GPU2.1", max_model_len=4096),
+        "context_too_long": fit(spec, "VM.GPU.A10.1", max_model_len=262144),
+        "unchecked": fit(spec, "VM.GPU.X9.1", max_model_len=4096),
+        "kv_cache": fit(spec, "VM.GPU.A10.1"),  # 16 GB of weights fit 21.6 GB; 17 GB more of KV cache does not
+        "too_big": fit(model_spec_from(LLAMA_70B), "VM.GPU.A10.1", max_model_len=4096),
+    }
+    assert {kind: verdict.kind for kind, verdict in kinds.items()} == {kind: kind for kind in kinds}
+    assert [k for k, v in kinds.items() if v.fits] == ["fits", "listed", "unchecked"]
+
+
+def test_short_reason_comes_from_the_kind_not_the_wording():
+    # A verdict whose reason says nothing recognisable is still labelled by its kind
+    def made(kind: str, **extra) -> FitVerdict:
+        return FitVerdict(False, 10.0, 2.5, 21.6, "whatever the service said: has no GPU; context", kind, **extra)
+
+    assert made("no_gpu").short_reason == "no GPU"
+    assert made("gpu_unsupported").short_reason == "GPU not supported by vLLM"
+    assert made("not_listed").short_reason == "not in the model's configuration"
+    assert made("context_too_long", suggested_max_model_len=4096).short_reason == "over the model's 4,096-token context"
+    assert made("kv_cache").short_reason == "needs ≈ 12.5 GB"
+    assert made("too_big").short_reason == "needs ≈ 12.5 GB"
