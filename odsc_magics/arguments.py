@@ -58,30 +58,32 @@ def _type_name(value: Any) -> str:
 
 
 def text(name: str, value: Any, *, optional: bool = False, what: str = "a str") -> str | None:
-    """A non-empty str (or None when ``optional``)."""
-    if value is None and optional:
-        return None
+    """A non-empty str (or, when ``optional``, None or "": not given)."""
+    if optional and (value is None or value == ""):
+        return value
     if not isinstance(value, str) or not value.strip():
         shown = repr(value) if isinstance(value, str) else _type_name(value)
         raise ValidationError(f"{name} must be {what}, not {shown}.", target=name)
     return value
 
 
-def whole(name: str, value: Any, *, minimum: int, optional: bool = False) -> int | None:
+def whole(name: str, value: Any, *, minimum: int, optional: bool = False, hint: str | None = None) -> int | None:
     """An int (not a bool) of at least ``minimum`` (or None when ``optional``)."""
     if value is None and optional:
         return None
-    if not _is_whole(value) or value < minimum:
-        raise ValidationError(f"{name} must be a whole number of {minimum} or more, not {value!r}.", target=name)
+    if not _is_whole(value):
+        raise ValidationError(f"{name} must be a whole number (an int), not {value!r}.", hint=hint, target=name)
+    if value < minimum:
+        raise ValidationError(f"{name} must be at least {minimum}, not {value!r}.", hint=hint, target=name)
     return value
 
 
-def number(name: str, value: Any, *, above: float, optional: bool = False) -> float | None:
-    """A finite int or float above ``above`` (or None when ``optional``)."""
+def number(name: str, value: Any, *, minimum: float, optional: bool = False) -> float | None:
+    """A finite int or float of at least ``minimum`` (or None when ``optional``)."""
     if value is None and optional:
         return None
-    if not _is_number(value) or value <= above:
-        raise ValidationError(f"{name} must be a number above {above:g}, not {value!r}.", target=name)
+    if not _is_number(value) or value < minimum:
+        raise ValidationError(f"{name} must be a number of {minimum:g} or more, not {value!r}.", target=name)
     return value
 
 
