@@ -729,16 +729,49 @@ def deployments(*, include_deleted: bool = False, settings: LLMSettings | None =
 def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> Deployment:
     """The deployment with this OCID, or the one non-DELETED deployment with this display name.
 
-    An ambiguous name raises ValidationError listing the candidates.
+    When no live deployment has the name, the newest DELETED one with it (state DELETED), as
+    ``deployments(include_deleted=True)`` lists it. An ambiguous name raises ValidationError listing the
+    candidates.
     """
     from odsc_magics.targets import resolve_target
 
     arguments.text("id_or_name", id_or_name, what="a deployment OCID or display name (a str)")
     context = get_context(settings)
-    resolved = resolve_target(id_or_name, context)
+    try:
+        resolved = resolve_target(id_or_name, context)
+    except NotFoundError:
+        deleted = _newest_deleted(context, id_or_name.strip())
+        if deleted is None:
+            raise
+        return Deployment(deleted, context=context, settings=settings)
     if not resolved.deployment_id:
         raise ValidationError(f"{id_or_name} does not name a model deployment.", target=id_or_name)
     raw = context.call(
         "Reading the model deployment", context.data_science().get_model_deployment, resolved.deployment_id
     ).data
     return Deployment(raw, context=context, settings=settings)
+
+
+def _newest_deleted(context: Any, name: str) -> Any:
+    """The newest DELETED deployment named ``name`` (read in full when the service still has it), or None."""
+    import oci
+
+    if not context.compartment_id:
+        return None
+    found = context.call(
+        f"Listing model deployments named {name!r}",
+        oci.pagination.list_call_get_all_results,
+        context.data_science().list_model_deployments,
+        compartment_id=context.compartment_id,
+        display_name=name,
+    ).data
+    deleted = [d for d in found if d.display_name == name and d.lifecycle_state == "DELETED"]
+    if not deleted:
+        return None
+    newest = max(deleted, key=lambda d: d.time_created)
+    try:
+        return context.call(
+            "Reading the model deployment", context.data_science().get_model_deployment, newest.id
+        ).data
+    except NotFoundError:
+        return newest
