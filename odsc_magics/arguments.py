@@ -12,7 +12,18 @@ from typing import Any
 
 from odsc_magics.errors import ValidationError
 
-__all__ = ["SETTING_RANGES", "flag", "mapping", "number", "setting", "setting_problem", "strings", "text", "whole"]
+__all__ = [
+    "SETTING_RANGES",
+    "flag",
+    "mapping",
+    "number",
+    "setting",
+    "setting_problem",
+    "settings",
+    "strings",
+    "text",
+    "whole",
+]
 
 # Numeric setting -> (whole number?, lowest value, lowest value allowed?, what is allowed, in words)
 SETTING_RANGES: dict[str, tuple[bool, float, bool, str]] = {
@@ -78,12 +89,28 @@ def whole(name: str, value: Any, *, minimum: int, optional: bool = False, hint: 
     return value
 
 
-def number(name: str, value: Any, *, minimum: float, optional: bool = False) -> float | None:
-    """A finite int or float of at least ``minimum`` (or None when ``optional``)."""
+def number(
+    name: str, value: Any, *, minimum: float, exclusive: bool = False, optional: bool = False
+) -> float | None:
+    """A finite int or float of at least ``minimum`` (above it when ``exclusive``; or None when ``optional``)."""
     if value is None and optional:
         return None
-    if not _is_number(value) or value < minimum:
-        raise ValidationError(f"{name} must be a number of {minimum:g} or more, not {value!r}.", target=name)
+    if not _is_number(value) or value < minimum or (exclusive and value == minimum):
+        allowed = f"above {minimum:g}" if exclusive else f"of {minimum:g} or more"
+        raise ValidationError(f"{name} must be a number {allowed}, not {value!r}.", target=name)
+    return value
+
+
+def settings(value: Any) -> Any:
+    """None (the current settings) or an LLMSettings (the magics are one)."""
+    from odsc_magics.config import LLMSettings
+
+    if value is not None and not isinstance(value, LLMSettings):
+        raise ValidationError(
+            f"settings must be an LLMSettings (or None for the current settings), not {_type_name(value)}.",
+            hint="e.g. settings=LLMSettings(backend='local'), or leave it out.",
+            target="settings",
+        )
     return value
 
 

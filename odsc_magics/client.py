@@ -140,7 +140,8 @@ class Endpoint:
             if params.get(name) is not None:
                 arguments.setting(name, params[name])
         params = {k: v for k, v in params.items() if k not in _CLIENT_OPTIONS}
-        route = params.pop("route", None) or (CHAT if messages is not None else COMPLETIONS)
+        route = arguments.text("route", params.pop("route", None), optional=True, what="a path such as /v1/completions")
+        route = route or (CHAT if messages is not None else COMPLETIONS)
         body: dict[str, Any] = {"model": self._setting("model", params.pop("model", None))}
         if messages is not None:
             body["messages"] = messages
@@ -621,6 +622,7 @@ def connect(target: str | None = None, *, settings: LLMSettings | None = None) -
             hint="e.g. connect('my-llm'), or connect() for the default target.",
             target="target",
         )
+    arguments.settings(settings)
     settings = settings if settings is not None else current_settings()
     if target is None:
         target = default_target(settings)

@@ -453,6 +453,10 @@ class Deployment:
         """Yield the last ``tail`` records, then new ones as they arrive (until ``timeout`` or interrupted)."""
         from odsc_magics.logs import follow_logs
 
+        arguments.whole("tail", tail, minimum=1)
+        arguments.number("timeout", timeout, minimum=0, optional=True)
+        arguments.number("interval", interval, minimum=0, exclusive=True)
+
         def fetch(tail: int, since: Any) -> list[dict]:
             return self.logs(tail=tail, since=since, kind=kind)
 
@@ -628,6 +632,7 @@ def deploy(
         raise ValidationError(
             "deploy() needs a model and a shape.", hint="e.g. deploy('Mistral-7B-Instruct-v0.3', 'VM.GPU.A10.1')"
         )
+    arguments.settings(settings)
     arguments.text("model", model, what="a model name or OCID (a str)")
     arguments.text("shape", shape, what="a shape name (a str)")
     arguments.text("name", name, optional=True)
@@ -705,6 +710,7 @@ def deployments(*, include_deleted: bool = False, settings: LLMSettings | None =
     import oci
 
     arguments.flag("include_deleted", include_deleted)
+    arguments.settings(settings)
     context = get_context(settings)
     if not context.compartment_id:
         raise ConfigurationError(
@@ -736,6 +742,7 @@ def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> D
     from odsc_magics.targets import resolve_target
 
     arguments.text("id_or_name", id_or_name, what="a deployment OCID or display name (a str)")
+    arguments.settings(settings)
     context = get_context(settings)
     try:
         resolved = resolve_target(id_or_name, context)

@@ -51,6 +51,11 @@ def _cases(backend, settings):
         ("url", lambda: om.Endpoint(5, settings=settings)),
         ("tail", lambda: deployment.logs(tail="x")),
         ("timeout", lambda: deployment.wait(timeout="soon", progress=False)),
+        ("interval", lambda: deployment.follow_logs(interval=-1)),
+        ("timeout", lambda: deployment.follow_logs(timeout="x")),
+        ("settings", lambda: om.deployments(settings=5)),
+        ("settings", lambda: om.connect(backend.deployment["id"], settings={"backend": "local"})),
+        ("route", lambda: endpoint.complete("hi", route=5)),
     ]
 
 
