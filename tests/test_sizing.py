@@ -49,7 +49,9 @@ PUBLISHED_MODELS = {
 # Memory of one GPU, GB, from the vendors' datasheets: NVIDIA A10 (24 GB GDDR6), Tesla P100 (16 GB HBM2, the
 # 16 GB part in OCI's GPU2 shapes), Tesla V100 (16 GB HBM2, OCI's GPU3 shapes), A100 (40 GB and 80 GB),
 # H100 SXM (80 GB HBM3), H200 (141 GB HBM3e), L40S (48 GB GDDR6), DGX B200 (1,440 GB over 8 GPUs: 180 GB
-# each), GB200 NVL72 (384 GB HBM3e per superchip of 2 GPUs: 192 GB each); AMD Instinct MI300X (192 GB HBM3).
+# each); AMD Instinct MI300X (192 GB HBM3). GB200: NVIDIA's launch specification gave 384 GB HBM3e per
+# superchip of 2 GPUs (192 GB each), the figure OCI's 768 GB for BM.GPU.GB200.4 uses; NVIDIA's later GB200
+# NVL72 sheet says up to 372 GB (186 GB each). The table follows OCI's figure for its own shape.
 PUBLISHED_GPU_GB = {
     "A10": 24,
     "P100": 16,
