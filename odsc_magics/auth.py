@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Any
 
-from odsc_magics.errors import ConfigurationError
+from odsc_magics.errors import AuthenticationError, ConfigurationError
 
 __all__ = ["TOKEN_MODES", "Credentials", "load_credentials", "profile_value"]
 
@@ -58,9 +58,10 @@ class Credentials:
         return self.mode in TOKEN_MODES
 
     def refresh(self, seen_generation: int | None = None) -> bool:
-        """Renew a token-based signer once; False for api_key (nothing to renew) or when renewal fails.
+        """Renew a token-based signer once and return True; False for api_key (nothing to renew).
 
-        ``seen_generation`` lets concurrent callers that saw the same 401 share one renewal.
+        ``seen_generation`` lets concurrent callers that saw the same 401 share one renewal. A renewal
+        that fails raises AuthenticationError saying why (never the token) and what to do.
         """
         if not self.refreshable:
             return False
@@ -72,12 +73,29 @@ class Credentials:
                     self.signer = _security_token_signer(self.oci_config, self.config_file, self.profile)
                 else:
                     self.signer.refresh_security_token()
-            except ConfigurationError:
-                return False
-            except Exception:
-                return False
+            except ConfigurationError as exc:
+                raise AuthenticationError(
+                    f"The request was not authenticated and the {self.description} token could not be "
+                    f"renewed: {exc.message}",
+                    hint=exc.hint,
+                ) from None
+            except Exception as exc:
+                raise AuthenticationError(
+                    f"The request was not authenticated and renewing the {self.description} token failed "
+                    f"({type(exc).__name__}).",
+                    hint=_RENEW_HINTS.get(self.mode)
+                    or f"Run `oci session authenticate --profile-name {self.profile}` (or `oci session refresh`).",
+                ) from None
             self.generation += 1
             return True
+
+
+_RENEW_HINTS = {
+    "instance_principal": "The instance's metadata service or the identity endpoint did not answer: check the "
+    "instance's network and its dynamic group, then run the cell again.",
+    "resource_principal": "The notebook session's resource principal token could not be renewed: check that the "
+    "session is ACTIVE and its network, then run the cell again.",
+}
 
 
 def _load_profile(config_file: str, profile: str) -> dict:

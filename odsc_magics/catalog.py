@@ -19,7 +19,6 @@ from odsc_magics.sizing import (
     ModelSpec,
     ShapeInfo,
     fit,
-    format_gb,
     model_spec_from,
     shapes_from_service,
 )
@@ -80,19 +79,13 @@ class ShapeFit:
 
     @property
     def fit_label(self) -> str:
-        if self.verdict is None:
-            return ""
         verdict = self.verdict
+        if verdict is None:
+            return ""
         if verdict.fits:
             return "✓ fits"
-        if "has no GPU" in verdict.reason:
-            return "✗ no GPU"
-        if "does not support" in verdict.reason:
-            return "✗ GPU not supported by vLLM"
-        if "context" in verdict.reason.split(";")[0]:
-            return f"✗ over the model's {verdict.suggested_max_model_len or ''}-token context".replace(" -", " ")
-        label = f"✗ needs ≈ {format_gb(verdict.weights_gb + (verdict.kv_cache_gb or 0.0))} GB"
-        if verdict.suggested_max_model_len:
+        label = f"✗ {verdict.short_reason}"
+        if verdict.kind in ("too_big", "kv_cache") and verdict.suggested_max_model_len:
             label += f" (fits with --max-model-len {verdict.suggested_max_model_len})"
         return label
 

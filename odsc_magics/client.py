@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from odsc_magics import arguments
 from odsc_magics.config import LLMSettings, current_settings, default_target, resolve
 from odsc_magics.errors import (
     AuthenticationError,
@@ -27,6 +28,7 @@ from odsc_magics.errors import (
     RateLimitError,
     ServerError,
     StreamInterruptedError,
+    ValidationError,
 )
 from odsc_magics.retry import Retry, RetryPolicy, is_retryable_status, parse_retry_after, run_with_retries
 from odsc_magics.sse import DONE, iter_data, raw_chunks
@@ -106,7 +108,7 @@ class Endpoint:
     ) -> None:
         from odsc_magics.context import get_context
 
-        self.url = url.rstrip("/")
+        self.url = arguments.text("url", url, what="a model deployment URL (a str)").rstrip("/")
         self.deployment_id = deployment_id
         self.name = name
         self.kind = kind
@@ -136,8 +138,13 @@ class Endpoint:
         **params: Any,
     ) -> dict:
         """The request as it would be sent (no authorization header): {"url", "route", "headers", "body"}."""
+        _check_input(prompt, messages)
+        for name in (*_CLIENT_OPTIONS, "max_tokens", "temperature"):
+            if params.get(name) is not None:
+                arguments.setting(name, params[name])
         params = {k: v for k, v in params.items() if k not in _CLIENT_OPTIONS}
-        route = params.pop("route", None) or (CHAT if messages is not None else COMPLETIONS)
+        route = arguments.text("route", params.pop("route", None), optional=True, what="a path such as /v1/completions")
+        route = route or (CHAT if messages is not None else COMPLETIONS)
         body: dict[str, Any] = {"model": self._setting("model", params.pop("model", None))}
         if messages is not None:
             body["messages"] = messages
@@ -347,6 +354,7 @@ class Endpoint:
 
     def complete(self, prompt: str, **params: Any) -> Result:
         """A text completion (route /v1/completions)."""
+        _require_prompt(prompt)
         return self._predict(self.build_request(prompt=prompt, **params), params)
 
     def chat(self, messages: list[dict], **params: Any) -> Result:
@@ -355,11 +363,36 @@ class Endpoint:
 
     def stream_complete(self, prompt: str, **params: Any) -> Stream:
         """A streamed text completion; iterate it for text deltas."""
+        _require_prompt(prompt)
         return Stream(self, self.build_request(prompt=prompt, stream=True, **params), params)
 
     def stream_chat(self, messages: list[dict], **params: Any) -> Stream:
         """A streamed chat completion; iterate it for text deltas."""
         return Stream(self, self.build_request(messages=messages, stream=True, **params), params)
+
+
+def _check_input(prompt: Any, messages: Any) -> None:
+    if messages is not None:
+        if not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages):
+            raise ValidationError(
+                f"messages must be a list of dicts, not {_shown_type(messages)}.",
+                hint='e.g. [{"role": "user", "content": "Hello"}]',
+                target="messages",
+            )
+    elif prompt is not None:
+        _require_prompt(prompt)
+
+
+def _require_prompt(prompt: Any) -> None:
+    if not isinstance(prompt, str):
+        raise ValidationError(f"prompt must be a str, not {type(prompt).__name__}.", target="prompt")
+
+
+def _shown_type(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = sorted({type(v).__name__ for v in value if not isinstance(v, dict)})
+        return f"a {type(value).__name__} holding {', '.join(inner)}" if inner else type(value).__name__
+    return type(value).__name__
 
 
 def _rate_limit_hint(message: str | None) -> str:
@@ -586,6 +619,13 @@ def connect(target: str | None = None, *, settings: LLMSettings | None = None) -
     from odsc_magics.context import get_context
     from odsc_magics.targets import resolve_target
 
+    if target is not None and not isinstance(target, str):
+        raise ValidationError(
+            f"target must be a deployment OCID, URL or display name (a str), not {type(target).__name__}.",
+            hint="e.g. connect('my-llm'), or connect() for the default target.",
+            target="target",
+        )
+    arguments.settings(settings)
     settings = settings if settings is not None else current_settings()
     if target is None:
         target = default_target(settings)

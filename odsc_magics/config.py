@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any
 
-from traitlets import Enum, Float, Int, Unicode
+from traitlets import Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from odsc_magics.errors import ConfigurationError
@@ -113,6 +113,19 @@ class LLMSettings(Configurable):
     max_retries = Int(None, allow_none=True, help="Retries on 429/5xx/connection errors. Default 6.").tag(
         config=True
     )
+
+    @validate("max_tokens", "temperature", "timeout", "max_retries")
+    def _check_range(self, proposal: Any) -> Any:
+        """Refuse a value out of range when it is set (``%config LLMMagics.timeout = 0``), naming the setting."""
+        from odsc_magics.arguments import setting_problem
+
+        value, name = proposal["value"], proposal["trait"].name
+        if value is not None:
+            problem = setting_problem(name, value)
+            if problem is not None:
+                owner = type(self).__name__
+                raise TraitError(f"{owner}.{name} must be {problem}, not {value!r}; {owner}.{name} is unchanged.")
+        return value
 
 
 _lock = threading.Lock()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from odsc_magics import arguments
 from odsc_magics.config import LLMSettings, default_target, set_default_target
 from odsc_magics.context import get_context
 from odsc_magics.errors import (
@@ -86,7 +87,9 @@ def build_params(max_model_len: int | None = None, vllm_params: str | Sequence[s
 
     Raises ValidationError for a flag the serving container sets itself, or a max model length given twice.
     """
-    chunks = [vllm_params] if isinstance(vllm_params, str) else [str(p) for p in vllm_params or []]
+    arguments.strings("vllm_params", vllm_params)
+    arguments.whole("max_model_len", max_model_len, minimum=1, optional=True)
+    chunks = [vllm_params] if isinstance(vllm_params, str) else list(vllm_params or [])
     flags: list[str] = []
     for chunk in chunks:
         try:
@@ -101,14 +104,10 @@ def build_params(max_model_len: int | None = None, vllm_params: str | Sequence[s
                 hint=f"Remove {name}; the container serves the model as {SERVED_MODEL_NAME!r} on port {PORT}.",
                 target=name,
             )
-    if max_model_len is not None:
-        if max_model_len < 1:
-            raise ValidationError(f"max_model_len must be at least 1, not {max_model_len}.")
-        if any(t.split("=", 1)[0] == "--max-model-len" for t in flags):
-            raise ValidationError(
-                "--max-model-len is given twice (as max_model_len and in the vLLM flags).",
-                hint="Give it once.",
-            )
+    if max_model_len is not None and any(t.split("=", 1)[0] == "--max-model-len" for t in flags):
+        raise ValidationError(
+            "--max-model-len is given twice (as max_model_len and in the vLLM flags).", hint="Give it once."
+        )
     parts = [BASE_PARAMS]
     if max_model_len:
         parts.append(f"--max-model-len {max_model_len}")
@@ -235,6 +234,7 @@ class Deployment:
         percent complete and the work request's last log message in a progress bar (``progress``) and
         through ``on_progress(percent, state, message)``. Interrupting leaves the deployment as it is.
         """
+        arguments.number("timeout", timeout, minimum=0, optional=True)
         bar = None
         try:
             if not self.work_request_id:
@@ -431,6 +431,7 @@ class Deployment:
         """
         from odsc_magics.logs import deployment_log_refs, search_deployment_logs
 
+        arguments.whole("tail", tail, minimum=1)
         if kind not in ("all", "access", "predict"):
             raise ValidationError(f"kind must be 'all', 'access' or 'predict', not {kind!r}.")
         if not self._full:
@@ -453,6 +454,10 @@ class Deployment:
     def follow_logs(self, *, tail: int = 20, kind: str = "all", timeout: float | None = None, interval: float = 3.0):
         """Yield the last ``tail`` records, then new ones as they arrive (until ``timeout`` or interrupted)."""
         from odsc_magics.logs import follow_logs
+
+        arguments.whole("tail", tail, minimum=1)
+        arguments.number("timeout", timeout, minimum=0, optional=True)
+        arguments.number("interval", interval, minimum=0, exclusive=True)
 
         def fetch(tail: int, since: Any) -> list[dict]:
             return self.logs(tail=tail, since=since, kind=kind)
@@ -630,12 +635,23 @@ def deploy(
         raise ValidationError(
             "deploy() needs a model and a shape.", hint="e.g. deploy('Mistral-7B-Instruct-v0.3', 'VM.GPU.A10.1')"
         )
-    if instances < 1:
-        raise ValidationError(f"instances must be at least 1, not {instances}.", hint="Use --instances 1 or more.")
-    if bandwidth_mbps < 1:
-        raise ValidationError(
-            f"bandwidth_mbps must be at least 1, not {bandwidth_mbps}.", hint="The default is 10 Mbps."
-        )
+    arguments.settings(settings)
+    arguments.text("model", model, what="a model name or OCID (a str)")
+    arguments.text("shape", shape, what="a shape name (a str)")
+    arguments.text("name", name, optional=True)
+    arguments.whole("instances", instances, minimum=1, hint="Use --instances 1 or more.")
+    arguments.whole("bandwidth_mbps", bandwidth_mbps, minimum=1, hint=f"The default is {BANDWIDTH_MBPS} Mbps.")
+    arguments.mapping("env", env)
+    optional_texts = {
+        "log_group_id": log_group_id,
+        "access_log_id": access_log_id,
+        "predict_log_id": predict_log_id,
+        "retry_token": retry_token,
+    }
+    for option, value in optional_texts.items():
+        arguments.text(option, value, optional=True)
+    for option, value in {"chat": chat, "wait": wait, "progress": progress, "check_fit": check_fit}.items():
+        arguments.flag(option, value)
     params = build_params(max_model_len, vllm_params)
     logs = _log_details(log_group_id, access_log_id, predict_log_id)
     context = get_context(settings)
@@ -696,6 +712,8 @@ def deployments(*, include_deleted: bool = False, settings: LLMSettings | None =
     """The model deployments of the compartment (and project, when one is set), newest first."""
     import oci
 
+    arguments.flag("include_deleted", include_deleted)
+    arguments.settings(settings)
     context = get_context(settings)
     if not context.compartment_id:
         raise ConfigurationError(
@@ -720,15 +738,50 @@ def deployments(*, include_deleted: bool = False, settings: LLMSettings | None =
 def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> Deployment:
     """The deployment with this OCID, or the one non-DELETED deployment with this display name.
 
-    An ambiguous name raises ValidationError listing the candidates.
+    When no live deployment has the name, the newest DELETED one with it (state DELETED), as
+    ``deployments(include_deleted=True)`` lists it. An ambiguous name raises ValidationError listing the
+    candidates.
     """
     from odsc_magics.targets import resolve_target
 
+    arguments.text("id_or_name", id_or_name, what="a deployment OCID or display name (a str)")
+    arguments.settings(settings)
     context = get_context(settings)
-    resolved = resolve_target(id_or_name, context)
+    try:
+        resolved = resolve_target(id_or_name, context)
+    except NotFoundError:
+        deleted = _newest_deleted(context, id_or_name.strip())
+        if deleted is None:
+            raise
+        return Deployment(deleted, context=context, settings=settings)
     if not resolved.deployment_id:
         raise ValidationError(f"{id_or_name} does not name a model deployment.", target=id_or_name)
     raw = context.call(
         "Reading the model deployment", context.data_science().get_model_deployment, resolved.deployment_id
     ).data
     return Deployment(raw, context=context, settings=settings)
+
+
+def _newest_deleted(context: Any, name: str) -> Any:
+    """The newest DELETED deployment named ``name`` (read in full when the service still has it), or None."""
+    import oci
+
+    if not context.compartment_id:
+        return None
+    found = context.call(
+        f"Listing model deployments named {name!r}",
+        oci.pagination.list_call_get_all_results,
+        context.data_science().list_model_deployments,
+        compartment_id=context.compartment_id,
+        display_name=name,
+    ).data
+    deleted = [d for d in found if d.display_name == name and d.lifecycle_state == "DELETED"]
+    if not deleted:
+        return None
+    newest = max(deleted, key=lambda d: d.time_created)
+    try:
+        return context.call(
+            "Reading the model deployment", context.data_science().get_model_deployment, newest.id
+        ).data
+    except NotFoundError:
+        return newest

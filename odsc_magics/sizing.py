@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 __all__ = [
     "SHAPES",
     "USABLE_FRACTION",
+    "FitKind",
     "FitVerdict",
     "ModelSpec",
     "ShapeInfo",
@@ -232,7 +233,7 @@ _KNOWN: list[tuple[re.Pattern[str], _Arch]] = [
         (r"llama-?2-70b", _Arch(69.0, 80, 8192, 8, 128, 4096)),
         (r"mixtral-8x7b", _Arch(46.7, 32, 4096, 8, 128, 32768)),
         (r"mixtral-8x22b", _Arch(140.6, 56, 6144, 8, 128, 65536)),
-        (r"mistral-7b", _Arch(7.24, 32, 4096, 8, 128, 32768)),
+        (r"mistral-7b", _Arch(7.25, 32, 4096, 8, 128, 32768)),
         (r"phi-3-mini-4k", _Arch(3.82, 32, 3072, 32, 96, 4096)),
         (r"phi-3(\.5)?-mini", _Arch(3.82, 32, 3072, 32, 96, 131072)),
         (r"phi-3-medium-4k", _Arch(14.0, 40, 5120, 10, 128, 4096)),
@@ -407,6 +408,20 @@ def deployment_config(config: Mapping[str, Any] | None) -> tuple[list[str], dict
 # -------------------------------------------------------------------------------------------- fit check
 
 
+FitKind = Literal[
+    "fits",  # weights and KV cache fit the shape's usable GPU memory
+    "listed",  # the model's deployment configuration lists the shape
+    "unchecked",  # the shape's GPU memory is unknown: not checked, not refused
+    "not_listed",  # the model's deployment configuration does not list the shape
+    "no_gpu",
+    "gpu_unsupported",  # GPUs vLLM cannot run on
+    "context_too_long",  # --max-model-len beyond the model's context
+    "too_big",  # the weights alone exceed the usable GPU memory
+    "kv_cache",  # the weights fit, the KV cache at this many tokens does not
+]
+"""Why a verdict is what it is; labels and advice are derived from it, never from the reason's wording."""
+
+
 @dataclass(frozen=True)
 class FitVerdict:
     """Whether a model fits a shape, the figures behind it, and what would fit instead."""
@@ -416,6 +431,7 @@ class FitVerdict:
     kv_cache_gb: float | None
     usable_gb: float | None
     reason: str
+    kind: FitKind = "fits"
     suggested_max_model_len: int | None = None
     suggested_shape: str | None = None
     tokens: int | None = None
@@ -424,6 +440,21 @@ class FitVerdict:
 
     def __bool__(self) -> bool:
         return self.fits
+
+    @property
+    def short_reason(self) -> str:
+        """A few words for a shape list: "fits", "no GPU", "needs ≈ 33.2 GB", ..."""
+        if self.fits:
+            return "fits"
+        if self.kind == "not_listed":
+            return "not in the model's configuration"
+        if self.kind == "no_gpu":
+            return "no GPU"
+        if self.kind == "gpu_unsupported":
+            return "GPU not supported by vLLM"
+        if self.kind == "context_too_long":
+            return f"over the model's {self.suggested_max_model_len:,}-token context"
+        return f"needs ≈ {format_gb(self.weights_gb + (self.kv_cache_gb or 0.0))} GB"
 
 
 def format_gb(value: float) -> str:
@@ -471,35 +502,40 @@ def fit(
     weights = model.weights_gb
     needs = _needs(model, kv_gb, tokens if kv_gb is not None else None)
 
-    def verdict(fits: bool, reason: str, **extra: Any) -> FitVerdict:
-        return FitVerdict(fits, weights, kv_gb, info.usable_gb, reason, tokens=tokens, shape=info.name, **extra)
+    def verdict(kind: FitKind, reason: str, **extra: Any) -> FitVerdict:
+        fits = kind in ("fits", "listed", "unchecked")
+        return FitVerdict(
+            fits, weights, kv_gb, info.usable_gb, reason, kind, tokens=tokens, shape=info.name, **extra
+        )
 
     if deployment_shapes:
         listed = list(deployment_shapes)
         if info.name in listed:
-            return verdict(True, f"{needs}; {info.name} is listed in the model's deployment configuration")
+            return verdict("listed", f"{needs}; {info.name} is listed in the model's deployment configuration")
         smallest = _smallest([shape_info(s) for s in listed])
         hint = f"; smallest listed shape: {smallest.name}" if smallest else ""
         reason = f"{info.name} is not in the model's deployment configuration ({', '.join(listed)}){hint}"
-        return verdict(False, reason, suggested_shape=smallest.name if smallest else None, alternatives=listed)
+        return verdict(
+            "not_listed", reason, suggested_shape=smallest.name if smallest else None, alternatives=listed
+        )
     if not info.is_gpu:
-        return verdict(False, f"{info.name} has no GPU; the vLLM container needs one")
+        return verdict("no_gpu", f"{info.name} has no GPU; the vLLM container needs one")
     if not info.runs_vllm:
         return verdict(
-            False,
+            "gpu_unsupported",
             f"{info.name} has {info.gpu_model} GPUs, which vLLM does not support (compute capability < 7.0)",
         )
     if max_model_len and model.context and max_model_len > model.context:
         reason = f"--max-model-len {max_model_len} is more than the {model.context:,}-token context"
         reason += f" of {model.name}"
-        return verdict(False, reason, suggested_max_model_len=model.context)
+        return verdict("context_too_long", reason, suggested_max_model_len=model.context)
     if info.gpu_memory_gb is None:
-        return verdict(True, f"{needs}; GPU memory of {info.name} is not known, not checked")
+        return verdict("unchecked", f"{needs}; GPU memory of {info.name} is not known, not checked")
 
     usable = info.usable_gb or 0.0
     needed = weights + (kv_gb or 0.0)
     if needed <= usable:
-        return verdict(True, f"{needs}; {info.name} has {format_gb(info.gpu_memory_gb)} GB")
+        return verdict("fits", f"{needs}; {info.name} has {format_gb(info.gpu_memory_gb)} GB")
 
     suggested_len = None
     if per_token and tokens and weights < usable:
@@ -521,7 +557,7 @@ def fit(
         f"≈ {format_gb(usable)} GB usable); {advice}"
     )
     return verdict(
-        False,
+        "too_big" if weights > usable else "kv_cache",
         reason,
         suggested_max_model_len=suggested_len,
         suggested_shape=bigger.name if bigger else None,

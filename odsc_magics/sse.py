@@ -28,13 +28,26 @@ def raw_chunks(raw: Any) -> Iterator[bytes]:
 
 
 def iter_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Payloads of complete `data:` lines, stripped; other lines and a partial last line are dropped."""
+    """The data of each complete event, stripped: its `data:` lines joined with a newline (WHATWG EventSource).
+
+    An event ends at a blank line; other fields and comments are ignored; an unfinished event at the end
+    of the stream is dropped.
+    """
     pending = b""
+    data: list[bytes] = []
     for chunk in chunks:
         if pending:
             chunk = pending + chunk
         lines = chunk.split(b"\n")
         pending = lines.pop()
         for line in lines:
-            if line[:5] == b"data:":
-                yield line[5:].strip()
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                if data:
+                    yield b"\n".join(data).strip()
+                    data = []
+            elif line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line == b"data":
+                data.append(b"")

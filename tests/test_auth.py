@@ -185,3 +185,60 @@ def test_resource_principal_errors_are_configuration_errors(monkeypatch: pytest.
 def test_unknown_mode() -> None:
     with pytest.raises(ConfigurationError, match="Unknown auth mode"):
         load_credentials("password", config_file="~/.oci/config", profile="DEFAULT")
+
+
+def test_a_session_token_that_cannot_be_renewed_says_why(backend, tmp_path: Path) -> None:
+    # Given a security_token profile whose token file is gone by the time the token must be renewed
+    token = tmp_path / "token"
+    token.write_text("header.payload.sig-that-is-secret")
+    config = write_profile(backend, tmp_path, "SESSION", security_token_file=str(token))
+    credentials = load_credentials("security_token", config_file=str(config), profile="SESSION")
+    token.unlink()
+    # When a 401 asks for a renewal
+    with pytest.raises(AuthenticationError) as info:
+        credentials.refresh()
+    # Then the error says the renewal failed and how to get a new session, without the token
+    assert "could not be renewed" in info.value.message
+    assert "oci session authenticate --profile-name SESSION" in info.value.hint
+    assert_clean(str(info.value) + info.value.hint, "sig-that-is-secret")
+    assert credentials.generation == 0
+
+
+class _FailingTokenSigner:
+    """A principal signer whose token service fails with a message that must not be shown."""
+
+    def __init__(self, signer) -> None:
+        self._signer = signer
+
+    def __call__(self, request):
+        return self._signer(request)
+
+    def refresh_security_token(self) -> None:
+        raise RuntimeError("federation answered token=eyJsecret")
+
+
+def test_a_401_whose_token_renewal_fails_raises_the_renewal_error(backend, tmp_path: Path) -> None:
+    import oci
+
+    # Given an instance-principal-like signer that is rejected and whose renewal fails
+    write_key(tmp_path / "wrong.pem")
+    wrong = oci.signer.Signer.from_config({**backend.oci_config(), "key_file": str(tmp_path / "wrong.pem")})
+    credentials = Credentials(
+        "instance_principal", _FailingTokenSigner(wrong), region=backend.region, description="instance_principal",
+        oci_config={"region": backend.region},
+    )  # fmt: skip
+    context = Context(
+        backend="local",
+        region=backend.region,
+        compartment_id=backend.compartment_id,
+        project_id=backend.project_id,
+        credentials=credentials,
+    )
+    endpoint = Endpoint(backend.deployment["url"], deployment_id=backend.deployment["id"], context=context)
+    # When a prediction gets a 401
+    with pytest.raises(AuthenticationError) as info:
+        endpoint.complete("Hi", max_tokens=2)
+    # Then the error names the failed renewal and the next step, not the token service's words
+    assert "renewing the instance_principal token failed (RuntimeError)" in info.value.message
+    assert "dynamic group" in info.value.hint
+    assert "eyJsecret" not in str(info.value) + info.value.hint

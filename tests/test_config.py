@@ -215,3 +215,53 @@ def test_config_module_imports_stay_light() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("timeout", 0, "a number of seconds above 0"),
+        ("timeout", -5.0, "a number of seconds above 0"),
+        ("timeout", float("inf"), "a number of seconds above 0"),
+        ("max_retries", -1, "a whole number of 0 or more"),
+        ("max_tokens", 0, "a whole number of 1 or more"),
+        ("temperature", -0.1, "a number of 0 or more"),
+    ],
+)
+def test_numeric_settings_out_of_range_are_refused_when_set(name: str, value: float, allowed: str) -> None:
+    settings = LLMSettings(**{name: None})
+    with pytest.raises(TraitError) as info:
+        setattr(settings, name, value)
+    assert str(info.value).startswith(f"LLMSettings.{name} must be {allowed}, not ")
+    assert getattr(settings, name) is None  # unchanged
+    with pytest.raises(TraitError, match=name):
+        LLMSettings(**{name: value})
+
+
+def test_numeric_settings_in_range_are_kept() -> None:
+    settings = LLMSettings(timeout=0.5, max_retries=0, max_tokens=1, temperature=0.0)
+    assert (settings.timeout, settings.max_retries, settings.max_tokens, settings.temperature) == (0.5, 0, 1, 0.0)
+    settings.timeout = None  # back to "not set here"
+    assert settings.timeout is None
+
+
+def test_percent_config_with_an_out_of_range_timeout_names_the_setting(tmp_path) -> None:
+    # Given IPython with the extension loaded, when the user sets a zero timeout with %config
+    script = tmp_path / "cells.ipy"
+    script.write_text(
+        "%load_ext odsc_magics\n"
+        "%config LLMMagics.timeout = 5\n"
+        "%config LLMMagics.timeout = 0\n"
+        "print('timeout is', get_ipython().find_magic('llm_config').__self__.timeout)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then one line names the setting and its range, without a traceback, and the old value stays
+    output = done.stdout + done.stderr
+    assert "LLMMagics.timeout must be a number of seconds above 0, not 0.0" in output
+    assert "Traceback" not in output
+    assert "timeout is 5.0" in done.stdout

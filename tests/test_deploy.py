@@ -182,6 +182,21 @@ def test_lifecycle_actions_and_their_refusals(settings: LLMSettings) -> None:
     assert deployment.id in {d.id for d in api.deployments(include_deleted=True, settings=settings)}
 
 
+def test_a_deleted_deployment_is_found_by_name_when_no_live_one_has_it(settings: LLMSettings) -> None:
+    # Given a deployment that was deleted (list --all still shows it)
+    first = api.deploy(MODEL, "VM.GPU.A10.1", name="gone", progress=False, settings=settings)
+    first.delete(force=True)
+    # When it is asked for by name, it is there, DELETED
+    found = api.get_deployment("gone", settings=settings)
+    assert (found.id, found.state) == (first.id, "DELETED")
+    # A live deployment of the same name wins over the deleted one
+    second = api.deploy(MODEL, "VM.GPU.A10.1", name="gone", progress=False, settings=settings)
+    assert (api.get_deployment("gone", settings=settings).id, second.state) == (second.id, "ACTIVE")
+    # A name that never existed is still not found
+    with pytest.raises(NotFoundError, match="No model deployment named 'never-was'"):
+        api.get_deployment("never-was", settings=settings)
+
+
 def test_actions_without_wait_return_at_once(settings: LLMSettings) -> None:
     deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="nowait", progress=False, settings=settings)
     assert deployment.deactivate(wait=False).state in ("UPDATING", "INACTIVE")

@@ -72,7 +72,7 @@ class ModelChoice:
 
 @dataclass
 class DeployRequest:
-    """Everything the form collected; ``vllm_params()`` is the ``PARAMS`` value for the serving container."""
+    """Everything the form collected (``max_model_len`` and ``vllm_flags`` go to deploy() as they are)."""
 
     model_id: str
     model_name: str
@@ -91,13 +91,6 @@ class DeployRequest:
     @property
     def chat(self) -> bool:
         return self.mode == "chat"
-
-    def vllm_params(self) -> str:
-        """``--max-model-len N`` (when set) followed by the extra vLLM flags."""
-        parts = [f"--max-model-len {self.max_model_len}"] if self.max_model_len else []
-        if self.vllm_flags.strip():
-            parts.append(self.vllm_flags.strip())
-        return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -451,7 +444,6 @@ class DeployForm:
         return diagnose(
             state=getattr(exc, "state", None) or "FAILED",
             work_request_errors=errors or [exc.message],
-            log_lines=list(getattr(exc, "log_lines", None) or []),
             shape=request.shape,
             model=self._spec(model) if model else None,
             available_shapes=self._shapes,
@@ -783,21 +775,8 @@ def _shape_label(shape: ShapeInfo, verdict: FitVerdict | None) -> str:
     elif verdict.fits:
         mark = "✓ fits"
     else:
-        mark = f"✗ {_short_reason(verdict)}"
+        mark = f"✗ {verdict.short_reason}"
     return f"{shape.name} · {memory} · {mark}"
-
-
-def _short_reason(verdict: FitVerdict) -> str:
-    if "deployment configuration" in verdict.reason:
-        return "not in the model's configuration"
-    if "has no GPU" in verdict.reason:
-        return "no GPU"
-    if "does not support" in verdict.reason:
-        return "GPU not supported by vLLM"
-    if "context" in verdict.reason and "--max-model-len" in verdict.reason.split(";")[0]:
-        return "max model length over the model's context"
-    needed = verdict.weights_gb + (verdict.kv_cache_gb or 0.0)
-    return f"needs ≈ {format_gb(needed)} GB"
 
 
 def _strip_tags(text: str) -> str:

@@ -140,16 +140,36 @@ async def test_logs_are_passed_through_with_tail(jp_fetch, monkeypatch):
     assert bad.code == 400
 
 
-async def test_logs_of_a_local_deployment(jp_fetch, backend, use_backend):
+async def test_logs_of_a_deployment_with_logs(jp_fetch, backend, use_backend):
+    # Given a deployment created with the backend's access and predict logs, which has answered a prediction
+    created = backend.create_deployment("with-logs", logs=True)
+    from odsc_magics.client import connect
+    from odsc_magics.config import LLMSettings
+
     use_backend(backend)
+    connect(created["id"], settings=LLMSettings()).complete("Hello", max_tokens=2)
+    # When the panel asks for its logs
+    response = await _fetch(jp_fetch, "odsc-magics", "deployments", created["id"], "logs", params={"tail": "200"})
+    # Then it gets the recent records, oldest first
+    assert response.code == 200, response.body
+    records = _json(response)["logs"]
+    assert records
+    assert {"time", "kind", "message"} <= set(records[0])
+    assert {r["kind"] for r in records} <= {"access", "predict"}
+    assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+
+
+async def test_logs_of_a_deployment_without_logs_say_what_to_configure(jp_fetch, backend, use_backend):
+    # Given a deployment created without logs
+    use_backend(backend)
+    # When the panel asks for its logs
     response = await _fetch(jp_fetch, "odsc-magics", "deployments", backend.deployment["id"], "logs")
-    # Either the recent lines, or a validation error that says what to configure (no logs set up)
-    if response.code == 200:
-        assert isinstance(_json(response)["logs"], list)
-    else:
-        body = _json(response)
-        assert (response.code, body["kind"]) == (400, "validation")
-        assert body["hint"]
+    # Then a validation error says it has no logs and how to deploy with them
+    assert response.code == 400
+    body = _json(response)
+    assert body["kind"] == "validation"
+    assert body["message"] == "The model deployment test-llm has no logs configured."
+    assert "--log-group" in body["hint"]
 
 
 async def test_no_credentials_explains_what_to_configure(jp_fetch, monkeypatch, tmp_path, use_backend):

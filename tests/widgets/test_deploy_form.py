@@ -192,7 +192,7 @@ def test_deploy_reports_progress_and_the_ready_cell():
         2,
     )
     assert request.chat and request.bandwidth_mbps == 20
-    assert request.vllm_params() == "--max-model-len 8192 --enforce-eager"
+    assert (request.max_model_len, request.vllm_flags) == (8192, "--enforce-eager")
 
 
 def test_on_deploy_may_just_return_the_deployment():
