@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the predict data plane) on 127.0.0.1. Requests must be signed with the OCI config profile it writes "
         "to its state directory.",
         epilog="On start it prints one JSON line (endpoint, config_file, profile, compartment_id, project_id, "
-        "pid, region) and writes it to <state-dir>/start.json. GET /_emulator/stats and /_emulator/access_logs "
-        "answer loopback clients without a signature. Deployments fail as real ones do: a model that does not fit "
+        "pid, region, instance) and writes it to <state-dir>/start.json; GET /_emulator/stats reports the same "
+        "pid and instance token. GET /_emulator/stats and /_emulator/access_logs answer loopback clients without "
+        "a signature. Deployments fail as real ones do: a model that does not fit "
         "the shape's GPU memory (weights, or the KV cache of its --max-model-len) ends FAILED with vLLM's error in "
         "its predict log, and --no-capacity shapes end FAILED with the platform's capacity error. A deployment "
         "whose container environment sets EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging "
@@ -186,6 +187,7 @@ async def serve(options) -> None:
         "project_id": ident.project_id,
         "pid": os.getpid(),
         "region": ident.region,
+        "instance": runtime.instance,
     }
     start_file = options.state_dir / "start.json"
     tmp = start_file.with_name(f".start.json.{os.getpid()}.tmp")
