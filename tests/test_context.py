@@ -1,0 +1,60 @@
+"""The connection context: which backend a call reaches, and what happens when it cannot connect."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from odsc_magics.client import connect
+from odsc_magics.config import LLMSettings
+from odsc_magics.context import clear_contexts, get_context
+from odsc_magics.errors import EndpointUnreachableError
+
+
+def local_settings(backend, **traits) -> LLMSettings:
+    return LLMSettings(backend="local", local_dir=str(backend.state_dir), **traits)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1/x", "http://127.0.0.2:1/x/predict"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_url_nothing_listens_on_fails_at_once_naming_it(backend, url: str, streamed: bool) -> None:
+    endpoint = connect(url, settings=local_settings(backend))
+    started = time.perf_counter()
+    with pytest.raises(EndpointUnreachableError) as caught:
+        if streamed:
+            list(endpoint.stream_complete("Hi", max_tokens=4))
+        else:
+            endpoint.complete("Hi", max_tokens=4)
+    elapsed = time.perf_counter() - started
+    print(f"{url} streamed={streamed}: failed after {elapsed:.3f} s")
+    assert elapsed < 2.0  # no backoff: nothing will be listening a few seconds later either
+    error = caught.value
+    assert url.removesuffix("/predict") in error.message and "connection refused" in error.message
+    assert "local backend" not in f"{error.message} {error.hint}"
+
+
+def test_the_local_backend_refusing_drops_the_context_and_the_next_call_restarts_it(tmp_path) -> None:
+    from odsc_magics.local.process import ensure_running, stop
+
+    settings = LLMSettings(backend="local", local_dir=str(tmp_path))
+    info = ensure_running(tmp_path, extra_args=("--deploy-seconds", "0.2", "--ttft-ms", "0"))
+    try:
+        clear_contexts()
+        context = get_context(settings)
+        assert context.local_endpoint == info["endpoint"]
+        # Its pid now names a live process that is not the backend (reused), so only the refusal can tell.
+        context.local_info = {**context.local_info, "pid": os.getpid()}
+        assert stop(tmp_path)
+        assert get_context(settings) is context
+        endpoint = connect(f"{info['endpoint']}/ocid1.datasciencemodeldeployment.oc1.iad.x", settings=settings)
+        started = time.perf_counter()
+        with pytest.raises(EndpointUnreachableError, match=r"local backend .* is not running"):
+            endpoint.complete("Hi")
+        assert time.perf_counter() - started < 2.0
+        fresh = get_context(settings)
+        assert fresh is not context and fresh.local_endpoint != info["endpoint"]
+    finally:
+        stop(tmp_path)
+        clear_contexts()
