@@ -146,15 +146,16 @@ class Context:
             self.discard()
             return EndpointUnreachableError(
                 f"The local backend at {self.local_endpoint} is not running ({why}).",
-                hint="Run it again: the next call starts the local backend (its log is server.log in its "
-                "state dir).",
+                hint="Run the command again: the next call starts the local backend anew (its log is "
+                "server.log in its state dir).",
                 target=url,
             )
-        return EndpointUnreachableError(
-            f"Could not connect to {url} ({why}).",
-            hint="Check the host and port of that URL: nothing accepts connections there.",
-            target=url,
+        hint = (
+            "Check the host name in that URL."
+            if why == "unknown host"
+            else "Check the host and port in that URL: nothing accepts connections there."
         )
+        return EndpointUnreachableError(f"Could not connect to {url} ({why}).", hint=hint, target=url)
 
     def data_science(self) -> Any:
         """The oci DataScienceClient (on the local backend for backend=local, without SDK retries there)."""

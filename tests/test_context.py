@@ -58,3 +58,27 @@ def test_the_local_backend_refusing_drops_the_context_and_the_next_call_restarts
     finally:
         stop(tmp_path)
         clear_contexts()
+
+
+def test_which_transport_errors_mean_nothing_can_connect() -> None:
+    import socket
+
+    import requests
+    import urllib3
+
+    from odsc_magics.context import _connect_failure
+
+    def wrapped(cause: BaseException) -> requests.exceptions.ConnectionError:
+        try:
+            try:
+                raise cause
+            except OSError as exc:
+                raise urllib3.exceptions.NewConnectionError(None, f"Failed: {exc}") from exc
+        except urllib3.exceptions.NewConnectionError as reason:
+            return requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", reason))
+
+    assert _connect_failure(wrapped(ConnectionRefusedError(111, "refused"))) == "connection refused"
+    assert _connect_failure(wrapped(socket.gaierror(-2, "Name or service not known"))) == "unknown host"
+    # A connection that was open and then dropped may work on the next attempt: retried, not reported at once.
+    assert _connect_failure(requests.exceptions.ConnectionError(ConnectionResetError(104, "reset"))) is None
+    assert _connect_failure(requests.exceptions.ChunkedEncodingError("cut")) is None

@@ -72,7 +72,7 @@ def process_alive(pid: object) -> bool:
     if child is not None:
         if child.poll() is None:
             return True
-        del _children[pid]
+        _children.pop(pid, None)
         return False
     try:
         os.kill(pid, 0)
