@@ -207,28 +207,25 @@ class Context:
         except oci.exceptions.ServiceError as exc:
             raise self.control_error(exc, what) from None
         except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, OSError) as exc:
-            if self.local_endpoint and _connect_failure(exc):
-                self.discard()
-            raise EndpointUnreachableError(
-                f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
-                hint=self._reach_hint(),
-            ) from None
+            raise self._unreachable(what, exc) from None
         except OdscMagicsError:
             raise
         except Exception as exc:
             if type(exc).__module__.startswith(("requests", "urllib3", "oci._vendor")):
-                if self.local_endpoint and _connect_failure(exc):
-                    self.discard()
-                raise EndpointUnreachableError(
-                    f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
-                    hint=self._reach_hint(),
-                ) from None
+                raise self._unreachable(what, exc) from None
             raise
 
-    def _reach_hint(self) -> str:
-        if self.local_endpoint:
-            return "The local backend is not answering; `odsc-magics local` restarts it (see its server.log)."
-        return f"Check the network and the region ({self.region})."
+    def _unreachable(self, what: str, exc: BaseException) -> EndpointUnreachableError:
+        if self.local_endpoint and _connect_failure(exc):
+            self.discard()  # the local backend is gone: the next call starts it again
+            hint = "The local backend is not running; run the command again to start it (see its server.log)."
+        elif self.local_endpoint:
+            hint = "The local backend is not answering; `odsc-magics local` restarts it (see its server.log)."
+        else:
+            hint = f"Check the network and the region ({self.region})."
+        return EndpointUnreachableError(
+            f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).", hint=hint
+        )
 
     def auth_hint(self) -> str:
         """What to check after a 401 with this context's auth mode (never a secret)."""

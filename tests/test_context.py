@@ -35,7 +35,8 @@ def test_a_url_nothing_listens_on_fails_at_once_naming_it(backend, url: str, str
     assert "local backend" not in f"{error.message} {error.hint}"
 
 
-def test_the_local_backend_refusing_drops_the_context_and_the_next_call_restarts_it(tmp_path) -> None:
+@pytest.mark.parametrize("plane", ["data", "control"])
+def test_the_local_backend_refusing_drops_the_context_and_the_next_call_restarts_it(tmp_path, plane: str) -> None:
     from odsc_magics.local.process import ensure_running, stop
 
     settings = LLMSettings(backend="local", local_dir=str(tmp_path))
@@ -48,10 +49,14 @@ def test_the_local_backend_refusing_drops_the_context_and_the_next_call_restarts
         context.local_info = {**context.local_info, "pid": os.getpid()}
         assert stop(tmp_path)
         assert get_context(settings) is context
-        endpoint = connect(f"{info['endpoint']}/ocid1.datasciencemodeldeployment.oc1.iad.x", settings=settings)
         started = time.perf_counter()
-        with pytest.raises(EndpointUnreachableError, match=r"local backend .* is not running"):
-            endpoint.complete("Hi")
+        with pytest.raises(EndpointUnreachableError, match=r"local backend .*not running"):
+            if plane == "data":
+                url = f"{info['endpoint']}/ocid1.datasciencemodeldeployment.oc1.iad.x"
+                connect(url, settings=settings).complete("Hi")
+            else:
+                client = context.data_science()
+                context.call("Listing", client.list_model_deployments, compartment_id=context.compartment_id)
         assert time.perf_counter() - started < 2.0
         fresh = get_context(settings)
         assert fresh is not context and fresh.local_endpoint != info["endpoint"]
