@@ -148,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _lock(state_dir: Path):
-    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    from odsc_magics.local.process import LOCK_FILE
+
+    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -162,6 +164,7 @@ async def serve(options) -> None:
     from aiohttp import web
 
     from odsc_magics.local import identity, logsearch, resources, server
+    from odsc_magics.local.process import START_FILE, read_start
     from odsc_magics.local.runtime import Runtime
     from odsc_magics.local.signing import Verifier
     from odsc_magics.local.state import Store
@@ -189,8 +192,8 @@ async def serve(options) -> None:
         "region": ident.region,
         "instance": runtime.instance,
     }
-    start_file = options.state_dir / "start.json"
-    tmp = start_file.with_name(f".start.json.{os.getpid()}.tmp")
+    start_file = options.state_dir / START_FILE
+    tmp = start_file.with_name(f".{START_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, start_file)
     print(json.dumps(info), flush=True)
@@ -203,6 +206,6 @@ async def serve(options) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(start_file.read_text()).get("pid") == os.getpid():
+        if (read_start(options.state_dir) or {}).get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
                 start_file.unlink()
