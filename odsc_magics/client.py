@@ -207,6 +207,9 @@ class Endpoint:
                     target=self.label,
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                not_connected = self.context.connect_failure(self.url, exc)
+                if not_connected is not None:
+                    raise not_connected from None
                 raise Retry(self._unreachable(type(exc).__name__)) from None
             if resp.status_code == 401 and not refreshed and credentials.refreshable:
                 resp.close()
@@ -217,7 +220,7 @@ class Endpoint:
 
     def _unreachable(self, why: str) -> EndpointUnreachableError:
         hint = "Check the URL and the network; retried with backoff."
-        if self.context.local_endpoint:
+        if self.context.is_local_url(self.url):
             hint = "Is the local backend running? `odsc-magics local` starts it (see its server.log)."
         return EndpointUnreachableError(
             f"Could not reach {self.label} ({why}).", hint=hint, target=self.label

@@ -1,7 +1,7 @@
 """Settings of odsc-magics: one traitlets Configurable and one precedence for every value.
 
 Precedence, for every setting: explicit argument > ``%config LLMMagics.<name>`` (a trait set on the
-instance) > environment ``ODSC_MAGICS_<NAME>`` > derived (the local backend's start.json, the OCI
+instance) > environment ``ODSC_MAGICS_<NAME>`` > derived (the local backend's state dir, the OCI
 notebook-session environment, the OCI config profile) > built-in default.
 
 This module is on the ``%load_ext`` path: it imports only traitlets at module level.
@@ -52,14 +52,8 @@ DEFAULTS: dict[str, Any] = {
 }
 SETTING_NAMES = tuple(DEFAULTS)
 
-# Settings the local backend's start.json provides when backend == "local".
-_LOCAL_KEYS = {
-    "config_file": "config_file",
-    "profile": "profile",
-    "region": "region",
-    "compartment_id": "compartment_id",
-    "project_id": "project_id",
-}
+# Settings the local backend's state dir provides when backend == "local".
+_LOCAL_KEYS = ("config_file", "profile", "region", "compartment_id", "project_id")
 
 
 class LLMSettings(Configurable):
@@ -187,36 +181,37 @@ def _configured(name: str, settings: LLMSettings) -> tuple[Any, str] | None:
     return None
 
 
-def _value(name: str, settings: LLMSettings, start_local: bool) -> Any:
-    return _resolve(name, None, settings, start_local)[0]
+def _value(name: str, settings: LLMSettings) -> Any:
+    return _resolve(name, None, settings)[0]
 
 
-def _local_info(settings: LLMSettings, start_local: bool) -> dict | None:
-    from odsc_magics.context import local_backend_info
+def _local_values(settings: LLMSettings) -> dict:
+    """What the local backend of the ``local_dir`` setting uses, read from its state dir (starts nothing)."""
+    from pathlib import Path
 
-    return local_backend_info(_value("local_dir", settings, start_local), start=start_local)
+    from odsc_magics.local.identity import planned
+
+    return planned(Path(_value("local_dir", settings)).expanduser().resolve())
 
 
-def _profile_value(settings: LLMSettings, key: str, start_local: bool) -> Any:
+def _profile_value(settings: LLMSettings, key: str) -> Any:
     from odsc_magics.auth import profile_value
 
-    return profile_value(
-        _value("config_file", settings, start_local), _value("profile", settings, start_local), key
-    )
+    return profile_value(_value("config_file", settings), _value("profile", settings), key)
 
 
-def _derived(name: str, settings: LLMSettings, start_local: bool) -> tuple[Any, str] | None:
-    """Values that come from the local backend, the notebook session or the OCI profile."""
+def _derived(name: str, settings: LLMSettings) -> tuple[Any, str] | None:
+    """Values that come from the local backend's state dir, the notebook session or the OCI profile."""
     if name in ("backend", "local_dir"):
         return None
-    backend = _value("backend", settings, start_local)
+    backend = _value("backend", settings)
     if backend == "local":
         if name == "auth":
             return "api_key", "local backend"
         if name in _LOCAL_KEYS:
-            info = _local_info(settings, start_local)
-            if info and info.get(_LOCAL_KEYS[name]):
-                return info[_LOCAL_KEYS[name]], "local backend"
+            value = _local_values(settings).get(name)
+            if value:
+                return value, "local backend"
         return None
     if name == "auth" and os.environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
         return "resource_principal", "notebook session"
@@ -225,7 +220,7 @@ def _derived(name: str, settings: LLMSettings, start_local: bool) -> tuple[Any, 
     if name == "project_id" and os.environ.get("PROJECT_OCID"):
         return os.environ["PROJECT_OCID"], "notebook session"
     if name in ("region", "compartment_id"):
-        auth = _value("auth", settings, start_local)
+        auth = _value("auth", settings)
         if (
             name == "region"
             and auth == "resource_principal"
@@ -233,31 +228,32 @@ def _derived(name: str, settings: LLMSettings, start_local: bool) -> tuple[Any, 
         ):
             return os.environ["OCI_RESOURCE_PRINCIPAL_REGION"], "notebook session"
         if auth in ("api_key", "security_token"):
-            value = _profile_value(settings, "region" if name == "region" else "tenancy", start_local)
+            value = _profile_value(settings, "region" if name == "region" else "tenancy")
             if value:
                 return value, "profile"
     return None
 
 
-def _resolve(name: str, explicit: Any, settings: LLMSettings | None, start_local: bool) -> tuple[Any, str]:
+def _resolve(name: str, explicit: Any, settings: LLMSettings | None) -> tuple[Any, str]:
     if name not in DEFAULTS:
         raise ConfigurationError(f"Unknown setting {name!r}.", hint=f"Settings: {', '.join(SETTING_NAMES)}.")
     if explicit is not None:
         return explicit, "argument"
     settings = settings if settings is not None else current_settings()
-    found = _configured(name, settings) or _derived(name, settings, start_local)
+    found = _configured(name, settings) or _derived(name, settings)
     if found is not None:
         return found
     return DEFAULTS[name], "default"
 
 
 def resolve(name: str, explicit: Any = None, settings: LLMSettings | None = None) -> tuple[Any, str]:
-    """The effective value of setting ``name`` and where it came from.
+    """The effective value of setting ``name`` and where it came from; reads, never starts anything.
 
     Sources: "argument", "%config", "env ODSC_MAGICS_<NAME>", "local backend", "notebook session",
-    "profile", "default". With backend "local" the local backend is started when it is not running.
+    "profile", "default". With backend "local" the values come from its state dir, whether it runs or not
+    (context.get_context starts it).
     """
-    return _resolve(name, explicit, settings, True)
+    return _resolve(name, explicit, settings)
 
 
 def configured_key(settings: LLMSettings | None = None) -> tuple:
@@ -298,7 +294,7 @@ def describe(settings: LLMSettings | None = None) -> list[tuple[str, str, str]]:
     rows = []
     for name in SETTING_NAMES:
         try:
-            value, source = _resolve(name, None, settings, False)
+            value, source = _resolve(name, None, settings)
         except ConfigurationError as exc:
             value, source = f"(unusable: {exc.message})", "error"
         rows.append((name, _shown(value), source))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import errno
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,33 +35,15 @@ _contexts: dict[tuple, Context] = {}
 _local: dict[str, dict] = {}
 
 
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+def local_backend_info(local_dir: str) -> dict:
+    """start.json of the local backend in ``local_dir``, which is started when it is not running."""
+    from odsc_magics.local.process import ensure_running, process_alive, read_start
 
-
-def _read_start(path: Path) -> dict | None:
-    try:
-        return json.loads((path / "start.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def local_backend_info(local_dir: str, *, start: bool = True) -> dict | None:
-    """start.json of the local backend in ``local_dir``; with ``start``, starts it when it is not running."""
-    path = Path(os.path.expanduser(local_dir))
+    path = Path(os.path.expanduser(local_dir)).resolve()
     key = str(path)
-    current = _read_start(path)
     cached = _local.get(key)
-    if cached and current and cached.get("pid") == current.get("pid") and _pid_alive(cached.get("pid")):
+    if cached and process_alive(cached.get("pid")) and read_start(path) == cached:
         return cached
-    if not start:
-        return current
-    from odsc_magics.local.process import ensure_running
-
     try:
         info = ensure_running(path)
     except Exception as exc:
@@ -70,6 +53,25 @@ def local_backend_info(local_dir: str, *, start: bool = True) -> dict | None:
         ) from None
     _local[key] = info
     return info
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """Why no connection could be opened (refused, unknown host, no route), or None for other errors."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, socket.gaierror):
+            return "unknown host"
+        if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "no route to host"
+        pending.extend([*error.args, getattr(error, "reason", None), error.__cause__, error.__context__])
+    return None
 
 
 class Context:
@@ -111,10 +113,49 @@ class Context:
         return f"Context(backend={self.backend!r}, region={self.region!r}, auth={self.auth_description!r})"
 
     def alive(self) -> bool:
-        """False when this context's local backend process has gone away."""
+        """False when this context's local backend process has gone away (exited, even if not yet reaped)."""
         if self.local_info is None:
             return True
-        return _pid_alive(self.local_info.get("pid"))
+        from odsc_magics.local.process import process_alive
+
+        return process_alive(self.local_info.get("pid"))
+
+    def discard(self) -> None:
+        """Drop this context from the cache: the next get_context builds a new one."""
+        with _lock:
+            for key, context in list(_contexts.items()):
+                if context is self:
+                    del _contexts[key]
+
+    def is_local_url(self, url: str) -> bool:
+        """True when ``url`` is served by this context's local backend."""
+        base = self.local_endpoint
+        return bool(base) and (url == base or url.startswith(base + "/"))
+
+    def connect_failure(self, url: str, exc: BaseException) -> EndpointUnreachableError | None:
+        """The error for a request to ``url`` that could not connect at all, or None for other transport errors.
+
+        Nothing listening (refused), an unknown host or no route does not heal within a retry's backoff: it is
+        reported at once, naming ``url``. When the local backend refuses, it is gone: this context is dropped
+        so that the next call starts it again.
+        """
+        why = _connect_failure(exc)
+        if why is None:
+            return None
+        if self.is_local_url(url):
+            self.discard()
+            return EndpointUnreachableError(
+                f"The local backend at {self.local_endpoint} is not running ({why}).",
+                hint="Run the command again: the next call starts the local backend anew (its log is "
+                "server.log in its state dir).",
+                target=url,
+            )
+        hint = (
+            "Check the host name in that URL."
+            if why == "unknown host"
+            else "Check the host and port in that URL: nothing accepts connections there."
+        )
+        return EndpointUnreachableError(f"Could not connect to {url} ({why}).", hint=hint, target=url)
 
     def data_science(self) -> Any:
         """The oci DataScienceClient (on the local backend for backend=local, without SDK retries there)."""
@@ -166,24 +207,25 @@ class Context:
         except oci.exceptions.ServiceError as exc:
             raise self.control_error(exc, what) from None
         except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, OSError) as exc:
-            raise EndpointUnreachableError(
-                f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
-                hint=self._reach_hint(),
-            ) from None
+            raise self._unreachable(what, exc) from None
         except OdscMagicsError:
             raise
         except Exception as exc:
             if type(exc).__module__.startswith(("requests", "urllib3", "oci._vendor")):
-                raise EndpointUnreachableError(
-                    f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).",
-                    hint=self._reach_hint(),
-                ) from None
+                raise self._unreachable(what, exc) from None
             raise
 
-    def _reach_hint(self) -> str:
-        if self.local_endpoint:
-            return "The local backend is not answering; `odsc-magics local` restarts it (see its server.log)."
-        return f"Check the network and the region ({self.region})."
+    def _unreachable(self, what: str, exc: BaseException) -> EndpointUnreachableError:
+        if self.local_endpoint and _connect_failure(exc):
+            self.discard()  # the local backend is gone: the next call starts it again
+            hint = "The local backend is not running; run the command again to start it (see its server.log)."
+        elif self.local_endpoint:
+            hint = "The local backend is not answering; `odsc-magics local` restarts it (see its server.log)."
+        else:
+            hint = f"Check the network and the region ({self.region})."
+        return EndpointUnreachableError(
+            f"{what}: the Data Science control plane could not be reached ({type(exc).__name__}).", hint=hint
+        )
 
     def auth_hint(self) -> str:
         """What to check after a 401 with this context's auth mode (never a secret)."""
@@ -242,7 +284,7 @@ def _build(settings: LLMSettings) -> Context:
     backend = resolve("backend", settings=settings)[0]
     local_info = None
     if backend == "local":
-        local_info = local_backend_info(resolve("local_dir", settings=settings)[0], start=True)
+        local_info = local_backend_info(resolve("local_dir", settings=settings)[0])
     mode = resolve("auth", settings=settings)[0]
     config_file = resolve("config_file", settings=settings)[0]
     profile = resolve("profile", settings=settings)[0]

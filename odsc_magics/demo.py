@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from odsc_magics.local.process import default_state_dir, ensure_running
 
-    state_dir = Path(os.environ.get("ODSC_MAGICS_LOCAL_DIR") or default_state_dir()).expanduser()
+    state_dir = default_state_dir()
     print(f"odsc-magics demo: local backend in {state_dir}", flush=True)
     info = ensure_running(state_dir)
     print(f"  backend listening at {info['endpoint']} (region {info['region']})", flush=True)

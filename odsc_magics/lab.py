@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from odsc_magics.local.process import default_state_dir, ensure_running
 
-    state_dir = Path(os.environ.get("ODSC_MAGICS_LOCAL_DIR") or default_state_dir()).expanduser()
+    state_dir = default_state_dir()
     info = ensure_running(state_dir)
     print(f"odsc-magics: local backend at {info['endpoint']} (state in {state_dir})", flush=True)
     env = dict(os.environ, ODSC_MAGICS_BACKEND="local", ODSC_MAGICS_LOCAL_DIR=str(state_dir))

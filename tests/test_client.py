@@ -10,7 +10,6 @@ from odsc_magics import client as client_module
 from odsc_magics.client import CHAT, COMPLETIONS, Endpoint, Result, Stream, connect
 from odsc_magics.config import LLMSettings
 from odsc_magics.errors import (
-    BadRequestError,
     DeploymentNotActiveError,
     NotFoundError,
     PayloadTooLargeError,
@@ -340,10 +339,21 @@ def test_result_is_a_dataclass_with_text_str() -> None:
     assert str(result) == "hi"
 
 
-def test_error_frame_before_text_is_a_bad_request(backend) -> None:
-    endpoint = connect("test-llm", settings=local_settings(backend))
-    with pytest.raises((BadRequestError, NotFoundError)):
-        list(endpoint.stream_complete("Hi", max_tokens=10**9))
+def test_error_frame_mid_stream_keeps_the_partial_text(backend, backend_factory) -> None:
+    faulty = backend_factory("--fault", "midstream:1")
+    faulty.create_deployment("test-llm")
+    prompt = "Tell me about the error frames of a stream"
+    stream = connect("test-llm", settings=local_settings(faulty)).stream_complete(prompt, max_tokens=12)
+    received: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        for delta in stream:
+            received.append(delta)
+    error = caught.value
+    assert "model server error: EngineCore encountered an issue" in error.message
+    assert error.partial.interrupted and error.partial.text == "".join(received) == stream.text
+    assert error.opc_request_id
+    whole = connect("test-llm", settings=local_settings(backend)).complete(prompt, max_tokens=12).text
+    assert received and whole.startswith(error.partial.text) and len(error.partial.text) < len(whole)
 
 
 def test_endpoint_is_plain_python() -> None:

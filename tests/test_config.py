@@ -188,6 +188,34 @@ def test_describe_does_not_start_a_local_backend(tmp_path: Path) -> None:
     assert not (tmp_path / "start.json").exists()
 
 
+def test_resolving_local_settings_starts_nothing(tmp_path: Path) -> None:
+    settings = LLMSettings(backend="local", local_dir=str(tmp_path))
+    for name in SETTING_NAMES:
+        resolve(name, settings=settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_describe_shows_what_an_unstarted_local_backend_will_use(tmp_path: Path) -> None:
+    from odsc_magics.local.testing import start_backend
+
+    state_dir = tmp_path / "state"
+    settings = LLMSettings(backend="local", local_dir=str(state_dir))
+    before = {name: (shown, source) for name, shown, source in describe(settings)}
+    assert not state_dir.exists()
+    running = start_backend(state_dir, "--deploy-seconds", "0.2")
+    try:
+        assert before["config_file"] == (running.config_file, "local backend")
+        assert before["region"] == (running.region, "local backend")
+        assert before["profile"] == (running.profile, "local backend")
+        assert before["auth"] == ("api_key", "local backend")
+        after = {name: (shown, source) for name, shown, source in describe(settings)}
+        assert after["compartment_id"] == (running.compartment_id, "local backend")
+        assert after["project_id"] == (running.project_id, "local backend")
+    finally:
+        running.stop()
+    assert {name: shown for name, shown, _ in describe(settings)}["config_file"] == running.config_file
+
+
 def test_use_settings_and_current_settings() -> None:
     first = current_settings()
     assert current_settings() is first

@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the predict data plane) on 127.0.0.1. Requests must be signed with the OCI config profile it writes "
         "to its state directory.",
         epilog="On start it prints one JSON line (endpoint, config_file, profile, compartment_id, project_id, "
-        "pid, region) and writes it to <state-dir>/start.json. GET /_emulator/stats and /_emulator/access_logs "
-        "answer loopback clients without a signature. Deployments fail as real ones do: a model that does not fit "
+        "pid, region, instance) and writes it to <state-dir>/start.json; GET /_emulator/stats reports the same "
+        "pid and instance token. GET /_emulator/stats and /_emulator/access_logs answer loopback clients without "
+        "a signature. Deployments fail as real ones do: a model that does not fit "
         "the shape's GPU memory (weights, or the KV cache of its --max-model-len) ends FAILED with vLLM's error in "
         "its predict log, and --no-capacity shapes end FAILED with the platform's capacity error. A deployment "
         "whose container environment sets EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging "
@@ -147,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _lock(state_dir: Path):
-    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    from odsc_magics.local.process import LOCK_FILE
+
+    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -161,6 +164,7 @@ async def serve(options) -> None:
     from aiohttp import web
 
     from odsc_magics.local import identity, logsearch, resources, server
+    from odsc_magics.local.process import START_FILE, read_start
     from odsc_magics.local.runtime import Runtime
     from odsc_magics.local.signing import Verifier
     from odsc_magics.local.state import Store
@@ -186,9 +190,10 @@ async def serve(options) -> None:
         "project_id": ident.project_id,
         "pid": os.getpid(),
         "region": ident.region,
+        "instance": runtime.instance,
     }
-    start_file = options.state_dir / "start.json"
-    tmp = start_file.with_name(f".start.json.{os.getpid()}.tmp")
+    start_file = options.state_dir / START_FILE
+    tmp = start_file.with_name(f".{START_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, start_file)
     print(json.dumps(info), flush=True)
@@ -201,6 +206,6 @@ async def serve(options) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(start_file.read_text()).get("pid") == os.getpid():
+        if (read_start(options.state_dir) or {}).get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
                 start_file.unlink()

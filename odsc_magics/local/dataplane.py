@@ -15,12 +15,12 @@ from aiohttp import web
 from odsc_magics.local.apierror import ApiError, not_found
 from odsc_magics.local.http import dumps
 from odsc_magics.local.lifecycle import deployment_env
+from odsc_magics.local.openai_wire import DONE_FRAME, EngineReply, error_frame, error_reply
 from odsc_magics.local.runtime import RUNTIME, Runtime
 from odsc_magics.local.state import rfc3339
 
 log = logging.getLogger(__name__)
 STREAM = "predictWithResponseStream"
-DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _FAULT_ERRORS = {
     "429": (429, "TooManyRequests", "Too many requests: the load balancer's bandwidth limit is exceeded"),
@@ -28,6 +28,11 @@ _FAULT_ERRORS = {
     "503": (503, "ServiceUnavailable", "Model server unavailable"),
 }
 
+
+# The ``midstream`` fault: the model server's engine dies halfway through an answer. The text is vLLM v1's
+# EngineDeadError; after a stream's headers vLLM reports a failure as an error event built by
+# create_streaming_error_response, whose defaults (BadRequestError, 400) it keeps; a JSON answer gets a 500.
+MIDSTREAM_MESSAGE = "EngineCore encountered an issue. See stack trace (above) for the root cause."
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
@@ -185,6 +190,8 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         engine = runtime.engine_for(env)
         context = {"deployment_id": deployment["id"], "env": env}
         reply = await engine.handle(request.method, route, body, context=context)
+        if fault == "midstream":
+            reply = _failing_midway(reply, _expected_frames(request))
         live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
         if reply.stream is None:
             if stream_endpoint and reply.status < 400:
@@ -228,7 +235,7 @@ async def _send_body(request, reply, payload: bytes, content_type: str, fault, s
             await response.write(payload[: len(payload) // 2])
         _abort(request)
     outcome["status"] = reply.status
-    if 200 <= reply.status < 300:
+    if 200 <= reply.status < 300 and fault != "midstream":
         stats.success(request["body_sha256"])
     response = web.Response(body=payload, status=reply.status, headers=_extra_headers(reply))
     response.headers["Content-Type"] = content_type
@@ -246,7 +253,7 @@ async def _send_stream(request, reply, fault, stats, outcome):
         if fault == "cut":
             budget = max(1, _expected_frames(request) // 2)
             async for frame in reply.stream:
-                if frame == DONE or budget <= 0:
+                if frame == DONE_FRAME or budget <= 0:
                     break
                 await response.write(frame)
                 budget -= 1
@@ -259,9 +266,33 @@ async def _send_stream(request, reply, fault, stats, outcome):
             log.exception("stream of %s failed after its first byte", request.match_info["deployment"])
         await _close_iterator(reply.stream)
         _abort(request)
-    if 200 <= reply.status < 300:
+    if 200 <= reply.status < 300 and fault != "midstream":
         stats.success(request["body_sha256"])
     return response
+
+
+def _failing_midway(reply: EngineReply, expected_frames: int) -> EngineReply:
+    """The reply of a model server that fails halfway through: an error event after some frames, or a 500."""
+    if reply.status >= 400:
+        return reply
+    if reply.stream is None:
+        return error_reply(500, MIDSTREAM_MESSAGE, "InternalServerError")
+    # At least two frames: a chat stream's first one carries only the role, no text.
+    budget = max(2, expected_frames // 2)
+    return EngineReply(reply.status, stream=_error_after(reply.stream, budget), headers=reply.headers)
+
+
+async def _error_after(stream, budget: int):
+    try:
+        async for frame in stream:
+            if frame == DONE_FRAME or budget <= 0:
+                break
+            yield frame
+            budget -= 1
+    finally:
+        await _close_iterator(stream)
+    yield error_frame(400, MIDSTREAM_MESSAGE, "BadRequestError")
+    yield DONE_FRAME
 
 
 def _expected_frames(request: web.Request) -> int:

@@ -7,31 +7,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from odsc_magics.local.openai_wire import (
+    COMPLETIONS_DEFAULT_MAX_TOKENS,
+    DONE_FRAME,
+    BadRequest,
+    EngineReply,
+    body_field,
+    dumps,
+    error_reply,
+    invalid,
+    route_reply,
+    usage,
+    value_error,
+)
 from odsc_magics.local.textgen import generate
 from odsc_magics.local.tokens import count_tokens, message_text, render_chat
 
-__all__ = ["BuiltinEngine", "Engine", "EngineReply", "make_engine"]
-
-DONE_FRAME = b"data: [DONE]\n\n"
-ROUTES = {"/v1/completions": "POST", "/v1/chat/completions": "POST", "/v1/models": "GET", "/health": "GET"}
-COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's CompletionRequest default; chat has none (up to the context)
-
-
-@dataclass
-class EngineReply:
-    """What the model server answers: ``body`` (JSON; None means an empty body) or an SSE ``stream``."""
-
-    status: int
-    body: dict | list | None = None
-    stream: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+__all__ = ["BuiltinEngine", "Engine", "make_engine"]
 
 
 class Engine(Protocol):
@@ -73,80 +71,6 @@ def make_engine(
     raise ValueError(
         f"unknown engine {spec!r}: use 'builtin' or 'openai:URL' (e.g. openai:http://127.0.0.1:8000)"
     )
-
-
-# --- vLLM's answers -------------------------------------------------------------------------------
-
-
-def error_reply(status: int, message: str, err_type: str = "BadRequestError") -> EngineReply:
-    """vLLM's error body."""
-    return EngineReply(
-        status, {"object": "error", "message": message, "type": err_type, "param": None, "code": status}
-    )
-
-
-def route_reply(method: str, path: str) -> EngineReply | None:
-    """FastAPI's 404 / 405 for an unknown path or a wrong method, else None."""
-    allowed = ROUTES.get(path)
-    if allowed is None:
-        return EngineReply(404, {"detail": "Not Found"})
-    if method.upper() != allowed:
-        return EngineReply(405, {"detail": "Method Not Allowed"}, headers={"allow": allowed})
-    return None
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _frame(obj: Any) -> bytes:
-    return b"data: " + _dumps(obj).encode() + b"\n\n"
-
-
-class _BadRequest(Exception):
-    def __init__(self, reply: EngineReply) -> None:
-        super().__init__(reply.body)
-        self.reply = reply
-
-
-def _invalid(loc: tuple, err_type: str, msg: str, value: Any) -> _BadRequest:
-    # FastAPI's RequestValidationError as vLLM renders it: str() of pydantic's error list.
-    detail = [{"type": err_type, "loc": ("body", *loc), "msg": msg, "input": value}]
-    return _BadRequest(error_reply(400, str(detail)))
-
-
-def _value_error(message: str) -> _BadRequest:
-    return _BadRequest(error_reply(400, message))
-
-
-_TYPES = {
-    "int": ("int_type", "Input should be a valid integer"),
-    "number": ("float_type", "Input should be a valid number"),
-    "bool": ("bool_type", "Input should be a valid boolean"),
-    "str": ("string_type", "Input should be a valid string"),
-    "dict": ("dict_type", "Input should be a valid dictionary"),
-    "list": ("list_type", "Input should be a valid list"),
-}
-
-
-def _field(body: dict, name: str, kind: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "dict": isinstance(value, dict),
-        "list": isinstance(value, list),
-    }[kind]
-    if not ok and kind == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not ok:
-        err_type, msg = _TYPES[kind]
-        raise _invalid((name,), err_type, msg, value)
-    return value
 
 
 # --- the builtin engine ---------------------------------------------------------------------------
@@ -191,7 +115,7 @@ class BuiltinEngine:
         self.max_model_len = max_model_len
         self.ttft_s = max(float(ttft_ms), 0.0) / 1000.0
         self.token_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
-        self._model_json = _dumps(served_model_name)
+        self._model_json = dumps(served_model_name)
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -210,7 +134,7 @@ class BuiltinEngine:
         try:
             req = self._parse(body, chat=chat)
             choices = [self._choice(req, p, j) for p in req.prompts for j in range(req.n)]
-        except _BadRequest as exc:
+        except BadRequest as exc:
             return exc.reply
         prompt_tokens = sum(p[1] for p in req.prompts)
         if req.stream:
@@ -222,8 +146,8 @@ class BuiltinEngine:
     def _parse(self, body: Any, *, chat: bool) -> _Request:
         if not isinstance(body, dict):
             if body is None:
-                raise _invalid((), "missing", "Field required", None)
-            raise _invalid(
+                raise invalid((), "missing", "Field required", None)
+            raise invalid(
                 (),
                 "model_attributes_type",
                 "Input should be a valid dictionary or object to extract fields from",
@@ -231,50 +155,50 @@ class BuiltinEngine:
             )
         name = "messages" if chat else "prompt"
         if body.get(name) is None:
-            raise _invalid((name,), "missing", "Field required", body)
+            raise invalid((name,), "missing", "Field required", body)
         prompts = self._chat_prompt(body["messages"]) if chat else self._completion_prompts(body["prompt"])
-        model = _field(body, "model", "str")
-        stream = _field(body, "stream", "bool", False)
-        stream_options = _field(body, "stream_options", "dict")
-        n = _field(body, "n", "int", 1)
-        max_tokens = _field(body, "max_tokens", "int")
+        model = body_field(body, "model", "str")
+        stream = body_field(body, "stream", "bool", False)
+        stream_options = body_field(body, "stream_options", "dict")
+        n = body_field(body, "n", "int", 1)
+        max_tokens = body_field(body, "max_tokens", "int")
         if chat:
-            max_tokens = _field(body, "max_completion_tokens", "int", max_tokens)
+            max_tokens = body_field(body, "max_completion_tokens", "int", max_tokens)
         elif max_tokens is None:
             max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
-        temperature = float(_field(body, "temperature", "number", 1.0))
-        top_p = float(_field(body, "top_p", "number", 1.0))
-        seed = _field(body, "seed", "int")
-        min_tokens = _field(body, "min_tokens", "int", 0)
-        ignore_eos = _field(body, "ignore_eos", "bool", False)
-        include_stop = _field(body, "include_stop_str_in_output", "bool", False)
+        temperature = float(body_field(body, "temperature", "number", 1.0))
+        top_p = float(body_field(body, "top_p", "number", 1.0))
+        seed = body_field(body, "seed", "int")
+        min_tokens = body_field(body, "min_tokens", "int", 0)
+        ignore_eos = body_field(body, "ignore_eos", "bool", False)
+        include_stop = body_field(body, "include_stop_str_in_output", "bool", False)
         stop = body.get("stop")
         if stop is None:
             stop = []
         elif isinstance(stop, str):
             stop = [stop]
         elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-            raise _invalid(("stop",), "string_type", "Input should be a valid string", stop)
+            raise invalid(("stop",), "string_type", "Input should be a valid string", stop)
         if model is not None and model != self.served_model_name:
-            raise _BadRequest(error_reply(404, f"The model `{model}` does not exist.", "NotFoundError"))
+            raise BadRequest(error_reply(404, f"The model `{model}` does not exist.", "NotFoundError"))
         if stream_options is not None and not stream:
-            raise _value_error("Stream options can only be defined when `stream=True`.")
+            raise value_error("Stream options can only be defined when `stream=True`.")
         if body.get("echo"):
-            raise _value_error("echo is not supported by this model server.")
+            raise value_error("echo is not supported by this model server.")
         if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
-            raise _value_error("logprobs are not supported by this model server.")
+            raise value_error("logprobs are not supported by this model server.")
         if n < 1:
-            raise _value_error(f"n must be at least 1, got {n}.")
+            raise value_error(f"n must be at least 1, got {n}.")
         if temperature < 0:
-            raise _value_error(f"temperature must be non-negative, got {temperature}.")
+            raise value_error(f"temperature must be non-negative, got {temperature}.")
         if not 0.0 < top_p <= 1.0:
-            raise _value_error(f"top_p must be in (0, 1], got {top_p}.")
+            raise value_error(f"top_p must be in (0, 1], got {top_p}.")
         if max_tokens is not None and max_tokens < 1:
-            raise _value_error(f"max_tokens must be at least 1, got {max_tokens}.")
+            raise value_error(f"max_tokens must be at least 1, got {max_tokens}.")
         if min_tokens < 0:
-            raise _value_error(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
+            raise value_error(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
         if max_tokens is not None and min_tokens > max_tokens:
-            raise _value_error(
+            raise value_error(
                 f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
             )
         for _, prompt_len, _ in prompts:
@@ -307,12 +231,12 @@ class BuiltinEngine:
         elif isinstance(prompt, list) and prompt:
             items = prompt
         else:
-            raise _invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
+            raise invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
         out = []
         for item in items:
             if isinstance(item, str):
                 if not item:
-                    raise _value_error("Prompt cannot be empty")
+                    raise value_error("Prompt cannot be empty")
                 out.append((item, count_tokens(item), item))
             elif (
                 isinstance(item, list)
@@ -322,20 +246,20 @@ class BuiltinEngine:
                 # Token ids: the builtin tokenizer has no vocabulary, so they count one token each.
                 out.append((" ".join(map(str, item)), len(item), ""))
             else:
-                raise _invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
+                raise invalid(("prompt",), "string_type", "Input should be a valid string", prompt)
         return out
 
     def _chat_prompt(self, messages: Any) -> list[tuple[str, int, str]]:
         if not isinstance(messages, list):
-            raise _invalid(("messages",), "list_type", "Input should be a valid list", messages)
+            raise invalid(("messages",), "list_type", "Input should be a valid list", messages)
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
-                raise _invalid(("messages", i), "dict_type", "Input should be a valid dictionary", m)
+                raise invalid(("messages", i), "dict_type", "Input should be a valid dictionary", m)
             if not isinstance(m.get("role"), str):
-                raise _invalid(("messages", i, "role"), "missing", "Field required", m)
+                raise invalid(("messages", i, "role"), "missing", "Field required", m)
             content = m.get("content")
             if content is not None and not isinstance(content, (str, list)):
-                raise _invalid(
+                raise invalid(
                     ("messages", i, "content"), "string_type", "Input should be a valid string", content
                 )
         rendered = render_chat(messages)
@@ -347,12 +271,12 @@ class BuiltinEngine:
         limit = self.max_model_len
         if max_tokens is None:
             if prompt_len >= limit:
-                raise _value_error(
+                raise value_error(
                     f"This model's maximum context length is {limit} tokens. However, you requested "
                     f"{prompt_len} tokens in the messages, Please reduce the length of the messages."
                 )
         elif prompt_len + max_tokens > limit:
-            raise _value_error(
+            raise value_error(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
                 f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the "
                 "completion). Please reduce the length of the messages or completion."
@@ -384,12 +308,7 @@ class BuiltinEngine:
         if delay > 0:
             await asyncio.sleep(delay)
         completion_tokens = sum(len(c.tokens) for c in choices)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens,
-            "prompt_tokens_details": None,
-        }
+        counts = usage(prompt_tokens, completion_tokens)
         created = int(time.time())
         if req.chat:
             body: dict = {
@@ -407,7 +326,7 @@ class BuiltinEngine:
                     }
                     for i, c in enumerate(choices)
                 ],
-                "usage": usage,
+                "usage": counts,
             }
         else:
             body = {
@@ -425,7 +344,7 @@ class BuiltinEngine:
                     }
                     for i, c in enumerate(choices)
                 ],
-                "usage": usage,
+                "usage": counts,
             }
         return EngineReply(200, body)
 
@@ -460,18 +379,18 @@ class BuiltinEngine:
                 if step >= len(choice.tokens):
                     continue
                 counts[i] += 1
-                text = _dumps(choice.tokens[step])
+                text = dumps(choice.tokens[step])
                 last = step == len(choice.tokens) - 1
                 if req.chat:
                     end = (
-                        f',"finish_reason":{_dumps(choice.finish_reason)},"stop_reason":{_dumps(choice.stop_reason)}'
+                        f',"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
                         if last
                         else ',"finish_reason":null'
                     )
                     item = f'{{"index":{i},"delta":{{"content":{text}}},"logprobs":null{end}}}'
                 else:
                     end = (
-                        f'"finish_reason":{_dumps(choice.finish_reason)},"stop_reason":{_dumps(choice.stop_reason)}'
+                        f'"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
                         if last
                         else '"finish_reason":null,"stop_reason":null'
                     )

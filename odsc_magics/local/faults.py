@@ -6,7 +6,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("429", "500", "503", "reset", "cut")
+# 429/500/503: the platform's error answer; reset: the connection is dropped before any answer; cut: the
+# answer stops halfway without an end; midstream: the model server fails halfway through an answer and says
+# so (a stream gets vLLM's error event after some tokens, then [DONE]; a JSON answer becomes vLLM's 500).
+FAULT_KINDS = ("429", "500", "503", "reset", "cut", "midstream")
 
 
 def parse_fault(text: str) -> tuple[str, float]:

@@ -70,6 +70,27 @@ def _write_config(identity: Identity) -> None:
     Path(identity.config_file).write_text(text)
 
 
+def planned(state_dir: Path) -> dict:
+    """What the backend of ``state_dir`` signs with and where, read without creating anything.
+
+    config_file, profile and region always; compartment_id and project_id once its first start made them.
+    """
+    try:
+        stored = json.loads((state_dir / "identity.json").read_text())
+    except (OSError, ValueError):
+        stored = {}
+    stored = stored if isinstance(stored, dict) else {}
+    values = {
+        "config_file": str(state_dir / "config"),
+        "profile": stored.get("profile") or PROFILE,
+        "region": stored.get("region") or REGION,
+    }
+    for key in ("compartment_id", "project_id"):
+        if stored.get(key):
+            values[key] = stored[key]
+    return values
+
+
 def load_or_create(state_dir: Path) -> Identity:
     """Read ``identity.json`` of the state dir, creating the key pair and config profile on first start."""
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,9 @@ class Runtime:
         self.stats = Stats()
         self.inflight: dict[str, int] = {}
         self.endpoint = ""
+        # Proves to a client holding start.json that the process answering is the one that wrote it.
+        self.instance = secrets.token_hex(16)
+        self.pid = os.getpid()
         self._engines: dict[tuple[str, int], object] = {}
         self._param_keys: dict[str | None, tuple[str, int]] = {}
 

@@ -75,7 +75,8 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 
 
 async def emulator_stats(request: web.Request) -> web.Response:
-    return json_response(request.app[RUNTIME].stats.as_dict())
+    runtime = request.app[RUNTIME]
+    return json_response({"pid": runtime.pid, "instance": runtime.instance, **runtime.stats.as_dict()})
 
 
 async def emulator_access_logs(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from odsc_magics.local.engine import DONE_FRAME, EngineReply, _frame, error_reply, route_reply
+from odsc_magics.local.openai_wire import DONE_FRAME, EngineReply, error_reply, frame, route_reply
 
 __all__ = ["OpenAIEngine"]
 
@@ -168,4 +168,4 @@ class OpenAIEngine:
             return b"data: " + payload.replace(b"\n", b" ") + b"\n\n"
         if rewrite and isinstance(event, dict) and "model" in event:
             event["model"] = self.served_model_name
-        return _frame(event)
+        return frame(event)

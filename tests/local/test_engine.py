@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from odsc_magics.local.engine import DONE_FRAME, EngineReply, make_engine
+from odsc_magics.local.engine import make_engine
+from odsc_magics.local.openai_wire import DONE_FRAME, EngineReply
 from odsc_magics.local.tokens import count_tokens, render_chat, tokenize
 
 CTX: dict = {"deployment_id": "ocid1.datasciencemodeldeployment.oc1.iad.test", "env": {}}

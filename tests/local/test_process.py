@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ def test_start_line_and_state_dir(backend):
         "project_id",
         "pid",
         "region",
+        "instance",
     }
     assert start["endpoint"].startswith("http://127.0.0.1:")
     key = backend.state_dir / "key.pem"
@@ -127,3 +131,78 @@ def test_listens_on_loopback_only(backend):
             if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
                 listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, nothing on other interfaces
+
+
+def _stranger():
+    """An unrelated live process of ours (its pid is what a recycled pid in a stale start.json looks like)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_stop_never_signals_a_process_that_is_not_the_backend(tmp_path, caplog):
+    stranger = _stranger()
+    try:
+        stale = {
+            "endpoint": "http://127.0.0.1:9",
+            "pid": stranger.pid,
+            "instance": "0" * 32,
+            "config_file": str(tmp_path / "config"),
+            "profile": "DEFAULT",
+            "region": "us-ashburn-1",
+        }
+        (tmp_path / "start.json").write_text(json.dumps(stale))
+        with caplog.at_level(logging.WARNING, logger="odsc_magics.local.process"):
+            assert process.stop(tmp_path) is False
+        assert stranger.poll() is None, "stop() signalled a process that is not the backend"
+        assert not (tmp_path / "start.json").exists()
+        assert str(stranger.pid) in caplog.text and "not the local backend" in caplog.text
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_stop_does_not_trust_a_live_backend_answering_for_another_pid(backend_factory):
+    """start.json naming a live backend's endpoint and token but a stranger's pid: the stranger is spared."""
+    running = backend_factory()
+    stranger = _stranger()
+    try:
+        forged = {**running.info, "pid": stranger.pid}
+        other_dir = running.state_dir.parent / f"{running.state_dir.name}-forged"
+        other_dir.mkdir()
+        (other_dir / "start.json").write_text(json.dumps(forged))
+        assert process.stop(other_dir) is False
+        assert stranger.poll() is None
+        assert process.running(running.state_dir) is not None  # the real backend was not touched either
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_stop_stops_the_real_backend_and_running_needs_its_token(tmp_path):
+    info = process.ensure_running(tmp_path, extra_args=FAST)
+    try:
+        assert process.running(tmp_path) == info
+        tampered = {**info, "instance": "f" * 32}
+        (tmp_path / "start.json").write_text(json.dumps(tampered))
+        assert process.running(tmp_path) is None  # answering is not enough: it must be the same instance
+        assert process.is_ours(tampered, tmp_path)  # ... but it holds the state dir's lock: still ours to stop
+    finally:
+        assert process.stop(tmp_path) is True
+    assert not process.process_alive(info["pid"])
+    assert not (tmp_path / "start.json").exists()
+
+
+def test_process_alive_is_false_for_a_zombie_child():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    pid = child.pid
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    os.kill(pid, 0)  # signal 0 still succeeds for a zombie: why it cannot be the test of liveness
+    assert process.process_alive(pid) is False
+    child.wait()
+
+
+def test_default_state_dir_is_the_local_dir_setting(tmp_path, monkeypatch):
+    from odsc_magics import config
+
+    monkeypatch.setattr(config, "_registered", config.LLMSettings(local_dir=str(tmp_path / "configured")))
+    monkeypatch.setenv("ODSC_MAGICS_LOCAL_DIR", str(tmp_path / "env"))
+    assert process.default_state_dir() == tmp_path / "configured"
