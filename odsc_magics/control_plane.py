@@ -177,8 +177,10 @@ class Deployment:
         }
 
     def _repr_markdown_(self) -> str:
-        rows = "\n".join(f"| {k} | {v if v is not None else ''} |" for k, v in self.to_dict().items())
-        return f"**Model deployment {self.name}**\n\n| | |\n|---|---|\n{rows}"
+        from odsc_magics.display import table_bundle
+
+        rows = [(k, "" if v is None else v) for k, v in self.to_dict().items()]
+        return table_bundle(f"Model deployment {self.name}", ["", ""], rows)["text/markdown"]
 
     # ------------------------------------------------------------------------------------ control plane
 

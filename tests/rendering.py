@@ -80,9 +80,9 @@ class Rendered:
     attributes: list[tuple[str, str, str]] = field(default_factory=list)
     text: str = ""
 
-    def problems(self) -> list[str]:
-        """Everything that could run or load something: unknown elements, handlers, script or data links."""
-        found = [f"<{e}>" for e in self.elements if e not in SAFE_ELEMENTS]
+    def problems(self, elements: set[str] = SAFE_ELEMENTS) -> list[str]:
+        """Everything that could run or load something: other elements, handlers, script or data links."""
+        found = [f"<{e}>" for e in self.elements if e not in elements]
         for element, name, value in self.attributes:
             if name not in SAFE_ATTRIBUTES or name.startswith("on"):
                 found.append(f"<{element} {name}=...>")
