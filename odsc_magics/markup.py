@@ -221,18 +221,70 @@ def _prose(text: str) -> str:
             elif kind == "ticks":
                 out.append("\\`" * len(value))
             else:
-                out.append(_disarm(value))
+                blocks = _MATH_SPLIT.split(value)
+                math = _math_blocks(blocks)
+                out.extend(_disarm(block, math=i in math) for i, block in enumerate(blocks))
     return "".join(out)
 
 
-def _disarm(text: str) -> str:
+def _disarm(text: str, *, math: bool = False) -> str:
     text = _SCRIPT_SCHEME.sub(lambda m: m.group(1) + _ZWSP, text)
     text = _DATA_SCHEME.sub(lambda m: m.group(1) + _ZWSP, text)
+    # Inside math, `<` is TeX's `\lt`: JupyterLab hands math to MathJax as typed, where `&lt;` would show.
+    less = "\\lt " if math else "&lt;"
 
     def replace(match: re.Match[str]) -> str:
-        escaped = match.group(1)
-        if escaped is not None:
-            return _PROSE_ENTITIES.get(escaped, match.group())
-        return _PROSE_ENTITIES.get(match.group(), "\\!")
+        char = match.group(1) or match.group()
+        if char == "<":
+            return less
+        if match.group(1) is not None:
+            return _PROSE_ENTITIES.get(char, match.group())
+        return _PROSE_ENTITIES.get(char, "\\!")
 
     return _PROSE.sub(replace, text)
+
+
+# JupyterLab's math delimiters (@jupyterlab/rendermime latex.ts), to find the math it will cut out.
+_MATH_SPLIT = re.compile(
+    r"(\$\$?|\\(?:begin|end)\{[a-z]*\*?\}|\\[{}$]|[{}]|(?:\n\s*)+|@@\d+@@|\\\\[()\[\]])", re.IGNORECASE
+)
+
+
+def _math_blocks(blocks: list[str]) -> set[int]:
+    """Indexes of the split blocks JupyterLab's ``removeMath`` treats as math (same walk, same rules)."""
+    found: set[int] = set()
+    start: int | None = None
+    end = ""
+    last: int | None = None
+    braces = 0
+    i = 1
+    while i < len(blocks):
+        block = blocks[i]
+        if block.startswith("@"):
+            pass
+        elif start is not None:
+            if block == end:
+                if braces:
+                    last = i
+                else:
+                    found.update(range(start, i + 1))
+                    start, last = None, None
+            elif re.search(r"\n.*\n", block):
+                if last is not None:
+                    found.update(range(start, last + 1))
+                    i = last
+                start, last, braces = None, None, 0
+            elif block == "{":
+                braces += 1
+            elif block == "}" and braces:
+                braces -= 1
+        elif block in ("$", "$$"):
+            start, end, braces = i, block, 0
+        elif block in ("\\\\(", "\\\\["):
+            start, end, braces = i, "\\\\)" if block.endswith("(") else "\\\\]", 0
+        elif block[1:6].lower() == "begin":
+            start, end, braces = i, "\\end" + block[6:], 0
+        i += 2
+    if start is not None and last is not None:
+        found.update(range(start, last + 1))
+    return found

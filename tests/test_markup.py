@@ -113,6 +113,7 @@ def test_without_escaping_the_same_answers_are_live() -> None:
         ("![x](https://e.example/a.png)", "\\![x](https://e.example/a.png)"),
         ("text\n```py\nx = '<b>' + \"``\"\n```\nmore", "text\n\n```py\nx = '<b>' + \"``\"\n```\n\nmore"),
         ('say `"hi"` to $x$', "say <code>&quot;hi&quot;</code> to $x$"),
+        ("$0 < p$ and $$a<b$$ but 1 < 2", "$0 \\lt  p$ and $$a\\lt b$$ but 1 &lt; 2"),
         ("```\nlog ``` line", "````\nlog ``` line\n````"),
         ("1. a\n   ```sh\n   echo hi\n   ```\n2. b", "1. a\n\n```sh\necho hi\n```\n\n2. b"),
         ("\\<b> and a stray ` tick", "&lt;b> and a stray \\` tick"),
@@ -137,13 +138,20 @@ def test_the_answers_own_markdown_still_renders() -> None:
         assert not found.problems()
 
 
+def test_math_with_less_than_reaches_mathjax_as_tex() -> None:
+    # JupyterLab cuts math out before Markdown and gives MathJax its text: `&lt;` there would show as typed
+    jupyterlab, _ = render_both([markdown_answer("If $0 < p \\le 1$ then <b>ok</b>")])[0]
+    assert visible(jupyterlab) == "If $0 \\lt  p \\le 1$ then <b>ok</b>\n"
+
+
 def test_random_mixtures_of_hostile_fragments_stay_inert() -> None:
     fragments = [answer for answer, _ in HOSTILE] + [
         "`", "``", "```", "~~~", "\n", "\n\n", "   ", "\\", "[", "](", ")", "!", "<", "&", "*", "> ", "- ", "1. ",
-        "|", "$", "javascript:", "data:", "http://x.example/", "\t", "\r",
+        "|", "$", "$$", "javascript:", "data:", "http://x.example/", "\t", "\r", '"', '" onmouseover="alert(1)',
+        "[a](http://x/", "\\\\(", "\\\\)", "\\begin{a}", "\\end{a}", "{", "}", "@@0@@",
     ]  # fmt: skip
     rng = random.Random(20261129)
-    docs = ["".join(rng.choice(fragments) for _ in range(rng.randint(2, 12))) for _ in range(400)]
+    docs = ["".join(rng.choice(fragments) for _ in range(rng.randint(2, 12))) for _ in range(800)]
     rendered = render_both([markdown_answer(d) for d in docs])
     failures = [
         f"{doc!r}: {problems}"
