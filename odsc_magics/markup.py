@@ -8,8 +8,8 @@
 # a CommonMark renderer shows it literally, or keeps a model's own Markdown while disarming what it can carry.
 # The answer pass is built so that its safety does not depend on agreeing with the renderer's parse:
 #   - outside code, every `<` becomes `&lt;`: no raw HTML, comment or autolink can form, whatever the context;
-#   - `"` becomes `&quot;`: JupyterLab cuts `$...$` math out before rendering and pastes it back raw, so math
-#     inside a link target would otherwise close the attribute and add a handler;
+#   - `"` becomes `&quot;`: JupyterLab cuts `$...$` math out before rendering and pastes it back with its
+#     quotes, so math inside a link target would otherwise close the attribute and add a handler;
 #   - `&` that would start an entity becomes `&amp;`, so `&lt;img` stays visible as typed;
 #   - fenced code blocks are re-emitted at column 0, between blank lines, with a backtick fence longer than any
 #     backtick run inside, so no renderer can see them end early or continue in another block;
@@ -17,6 +17,9 @@
 #     a span the renderer pairs differently (e.g. inside a link destination) still carries no live `<`;
 #   - images become links (no request is made just by showing an answer) and `javascript:`, `vbscript:` and
 #     `data:` targets are broken by a zero-width space before the colon.
+# What this costs an answer, all of it cosmetic: `<`, `&` and `"` inside indented (unfenced) code or a fence
+# opened inside a list marker or `>` line show as entities; a link title in quotes does not form; a fence inside
+# a list item is moved out of the list.
 
 from __future__ import annotations
 
