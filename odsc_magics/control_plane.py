@@ -510,7 +510,9 @@ def _report(bar: Any, on_progress: ProgressCallback | None, percent: float | Non
 def _progress_bar(name: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=100, desc=f"{name}", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+    bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+    bar.set_description_str(name)  # the notebook bar shows a desc given to tqdm() as HTML, this one as text
+    return bar
 
 
 def _deployment_details(

@@ -112,6 +112,8 @@ def session(stub_model, tmp_path_factory):
             "list": "%llm_deploy list",
             "status": f"%llm_deploy status '{NAME}'",
             "logs": f"%llm_deploy logs '{NAME}'",
+            "create": "%llm_deploy create --model Mistral-7B-Instruct-v0.3 --shape VM.GPU.A10.1 "
+            f"--name '{NAME} 2' --max-model-len 4096",
             "failing": "%llm_deploy create --model Mistral-7B-Instruct-v0.3 --shape VM.GPU.A10.1 --name doomed "
             f"--max-model-len 4096 --env 'EMULATOR_FAIL={REASON}'",
         }
@@ -119,7 +121,7 @@ def session(stub_model, tmp_path_factory):
         home = tmp_path_factory.mktemp("home")
         client = RecordingClient(nb, kernel_name="python3", timeout=180, allow_errors=True)
         client.execute(env=kernel_env(backend, home))
-        yield {name: nb.cells[i] for i, name in enumerate(cells)}
+        yield {**{name: nb.cells[i] for i, name in enumerate(cells)}, "client": client}
     finally:
         backend.stop()
 
@@ -168,3 +170,18 @@ def test_a_failure_reason_in_the_diagnosis_is_text(session) -> None:
     cell = session["failing"]
     assert failed(cell)
     _assert_inert(cell, REASON)
+
+
+def test_every_widget_html_the_kernel_sent_is_inert(session) -> None:
+    # the live answer views and the progress bars of the deployments named NAME
+    values = [
+        e["state"]["value"]
+        for e in session["client"].comm_log
+        if isinstance(e["state"].get("value"), str) and e["type"] in ("comm_open", "comm_msg")
+    ]
+    widget_elements = {"div", "pre", "b", "br", "small", "code", "p"}
+    for value in values:
+        assert not inspect(value).problems(widget_elements), value
+    shown = [inspect(v).text.replace("\u2007", " ") for v in values]
+    assert any(f"{NAME} 2" in t for t in shown), values  # the progress bar of the deployment named NAME 2
+    assert any(IMG in t and "alert(2)" in t for t in shown), values  # the live view of an answer
