@@ -176,8 +176,10 @@ class Deployment:
         }
 
     def _repr_markdown_(self) -> str:
-        rows = "\n".join(f"| {k} | {v if v is not None else ''} |" for k, v in self.to_dict().items())
-        return f"**Model deployment {self.name}**\n\n| | |\n|---|---|\n{rows}"
+        from odsc_magics.display import table_bundle
+
+        rows = [(k, "" if v is None else v) for k, v in self.to_dict().items()]
+        return table_bundle(f"Model deployment {self.name}", ["", ""], rows)["text/markdown"]
 
     # ------------------------------------------------------------------------------------ control plane
 
@@ -516,7 +518,9 @@ def _report(bar: Any, on_progress: ProgressCallback | None, percent: float | Non
 def _progress_bar(name: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=100, desc=f"{name}", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+    bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+    bar.set_description_str(name)  # the notebook bar shows a desc given to tqdm() as HTML, this one as text
+    return bar
 
 
 def _deployment_details(

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from odsc_magics.markup import markdown_code_block, markdown_message, markdown_text
 from odsc_magics.sizing import ModelSpec, ShapeInfo, fit, format_gb, rank_shapes, shape_info
 
 __all__ = ["POLICY_STATEMENTS", "Diagnosis", "diagnose", "log_messages", "round_max_model_len"]
@@ -54,11 +55,11 @@ class Diagnosis:
         return str(self) + "\n\nEvidence:\n" + "\n".join(f"  {line}" for line in self.evidence)
 
     def _repr_markdown_(self) -> str:
-        lines = [f"**{self.summary}**", "", f"Next step: {self.next_step}"]
+        lines = [f"**{markdown_text(self.summary.strip())}**", "", f"Next step: {markdown_message(self.next_step)}"]
         if self.policies:
-            lines += ["", "```", *self.policies, "```"]
+            lines += ["", markdown_code_block("\n".join(self.policies))]
         if self.evidence:
-            lines += ["", "```", *self.evidence, "```"]
+            lines += ["", markdown_code_block("\n".join(self.evidence))]
         return "\n".join(lines)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from odsc_magics.markup import html_text, markdown_answer, markdown_code_block, markdown_text
 
 __all__ = [
     "KernelStreamView",
@@ -104,27 +105,27 @@ def result_metadata(result: Any) -> dict:
 
 
 def result_bundle(result: Any, *, tokens: int | None = None) -> tuple[dict, dict]:
-    """The durable ``(data, metadata)`` of a result: Markdown and plain text, marked when interrupted."""
+    """The durable ``(data, metadata)`` of a result: Markdown and plain text, marked when interrupted.
+
+    The answer's own Markdown renders; any HTML, image or script link in it is shown as text.
+    """
     text = result.text or ""
-    markdown, plain = text, text
+    markdown, plain = markdown_answer(text), text
     if getattr(result, "interrupted", False):
         tokens = (result.usage or {}).get("completion_tokens") or tokens
         where = f" after {tokens} tokens" if tokens else ""
-        markdown = f"{text}\n\n*(interrupted{where}: partial answer)*"
+        markdown = f"{markdown}\n\n*(interrupted{where}: partial answer)*"
         plain = f"{text}\n[interrupted{where}: partial answer]"
     return {"text/markdown": markdown, "text/plain": plain}, result_metadata(result)
 
 
 def table_bundle(title: str, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> dict:
-    """A small table as Markdown and aligned plain text."""
+    """A small table as Markdown and aligned plain text; the title, header and cells are shown as text."""
     header = [str(h) for h in header]
     rows = [[str(c) for c in row] for row in rows]
-
-    def cell(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
-    md = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    md = [f"**{markdown_text(title.strip())}**", "", "| " + " | ".join(markdown_text(h) for h in header) + " |"]
+    md += ["|" + "---|" * len(header)]
+    md += ["| " + " | ".join(markdown_text(c) for c in row) + " |" for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     plain = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     plain += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
@@ -142,11 +143,10 @@ def dry_run_bundle(prompt_or_messages: Any, request: dict) -> dict:
     else:
         shown = json.dumps(prompt_or_messages, indent=2, ensure_ascii=False)
     summary = f"POST {request.get('url')}  (route {request.get('route')})"
-    fence = "`" * 4
     md = (
-        f"**Dry run: nothing was sent.**\n\n{summary}\n\n"
-        f"Rendered prompt:\n\n{fence}text\n{shown}\n{fence}\n\n"
-        f"Headers:\n\n{fence}json\n{headers}\n{fence}\n\nBody:\n\n{fence}json\n{body}\n{fence}"
+        f"**Dry run: nothing was sent.**\n\n{markdown_text(summary)}\n\n"
+        f"Rendered prompt:\n\n{markdown_code_block(shown)}\n\n"
+        f"Headers:\n\n{markdown_code_block(headers, 'json')}\n\nBody:\n\n{markdown_code_block(body, 'json')}"
     )
     plain = (
         f"Dry run: nothing was sent.\n{summary}\n--- rendered prompt ---\n{shown}\n"
@@ -250,8 +250,8 @@ class KernelStreamView:
         return status_line(self.tokens, now - self._t0, ttft)
 
     def _html(self, status: str) -> str:
-        text = html.escape("".join(self.parts))
-        label = f"{html.escape(self.label)} · " if self.label else ""
+        text = html_text("".join(self.parts))
+        label = f"{html_text(self.label)} · " if self.label else ""
         return (
             f'<div class="odsc-magics-live" style="font-size:0.85em;opacity:0.7">{label}{status}</div>'
             f'<pre style="white-space:pre-wrap;margin:0.3em 0">{text}</pre>'

@@ -1,4 +1,4 @@
-"""Prompt templating: only ``{{ expression }}`` is special, rendered with Jinja2's sandbox."""
+"""Prompt templating: only ``{{ expression }}`` is special, rendered with Jinja2's immutable sandbox."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ _NEVER = "\x00\x01odsc-never\x01\x00"
 @functools.lru_cache(maxsize=1)
 def _environment() -> Any:
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return SandboxedEnvironment(
+    # Immutable: a template reads the notebook's objects but cannot change them (`{{ xs.append(1) }}`).
+    return ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -82,7 +83,8 @@ def render(template: str, variables: Mapping[str, Any]) -> str:
     except SecurityError as exc:
         raise TemplateError(
             f"refused: {exc}",
-            hint="Templates may read values and their public attributes only.",
+            hint="Templates may read values and their public attributes only; they cannot change an object "
+            "(no append, update, pop, ...). Compute the value in a cell first, then use {{ name }}.",
         ) from None
     except UndefinedError as exc:
         raise TemplateError(

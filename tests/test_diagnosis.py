@@ -167,7 +167,29 @@ def test_rendering():
     d = Diagnosis("x", "Summary.", "Do this.", ["e1"], policies=["allow a"])
     assert str(d) == "Summary.\nNext step: Do this.\n  allow a"
     assert d.to_text().endswith("Evidence:\n  e1")
-    assert "**Summary.**" in d._repr_markdown_()
+    assert d._repr_markdown_() == "**Summary\\.**\n\nNext step: Do this\\.\n\n```text\nallow a\n```\n\n```text\ne1\n```"
+
+
+def test_markdown_shows_service_text_as_text():
+    from rendering import inspect, render_both, visible
+
+    img = '<img src=x onerror="alert(1)">'
+    d = diagnose(
+        state="FAILED",
+        work_request_errors=[{"code": "InternalError", "message": f"Model *x* failed {img}"}],
+        log_lines=[
+            "Model architectures [<svg/onload=alert(1)>] are not supported",
+            f"```\n{img}",
+            "```` <svg onload=alert(1)>",
+        ],
+    )
+    for output in render_both([d._repr_markdown_()])[0]:
+        assert not inspect(output).problems(), output
+        assert "does not support <svg/onload=alert(1)>" in visible(output)
+        assert "```\n" + img in visible(output) and "```` <svg onload=alert(1)>" in visible(output)
+    plain = diagnose(state="FAILED", work_request_errors=[f"Model *x* failed {img}"])
+    for output in render_both([plain._repr_markdown_()])[0]:
+        assert f"Model *x* failed {img}" in visible(output) and "em" not in inspect(output).elements
 
 
 def test_log_messages_from_logging_search_results():

@@ -90,3 +90,24 @@ def test_only_the_names_used_are_read() -> None:
             raise AssertionError("iterated")
 
     assert render("{{ a }}", Namespace(a=1, b=2)) == "1"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("{{ xs.append(1) }}", [1, 2]),
+        ("{{ xs.pop() }}", [1, 2]),
+        ("{{ d.update(k=0) }}", {"k": 1}),
+        ("{{ d.clear() }}", {"k": 1}),
+        ("{{ s.add(3) }}", {1, 2}),
+    ],
+)
+def test_a_template_cannot_change_notebook_objects(text: str, value: object) -> None:
+    import copy
+
+    before = copy.deepcopy(value)
+    name = text.split("{{ ")[1].split(".")[0]
+    with pytest.raises(TemplateError, match="refused") as info:
+        render(text, {name: value})
+    assert value == before
+    assert "cannot change" in info.value.hint

@@ -17,13 +17,14 @@ export const DEFAULT_MODEL = 'Mistral-7B-Instruct-v0.3';
 export const DEFAULT_SHAPE = 'VM.GPU.A10.1';
 
 /**
- * Quote a magic argument when it has spaces or quotes (the magics split their line like a shell).
+ * Quote a magic argument for the magics' POSIX shell-style split (Python's shlex), so that it reads back as
+ * exactly `value`: single quotes keep everything literal, and an embedded single quote is written `'"'"'`.
  */
 export function quoteArg(value: string): string {
   if (/^[\w.:/@+-]+$/.test(value)) {
     return value;
   }
-  return `"${value.replace(/(["\\$`])/g, '\\$1')}"`;
+  return `'${value.replace(/'/g, `'"'"'`)}'`;
 }
 
 /**

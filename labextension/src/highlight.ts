@@ -1,6 +1,7 @@
 import { ICellModel } from '@jupyterlab/cells';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { CellList, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
+import { Signal } from '@lumino/signaling';
 
 /**
  * The first line of a cell whose body is a prompt.
@@ -28,11 +29,11 @@ export function mimeTypeFor(source: string, codeMimeType: string): string {
 
 /**
  * Edits the bodies of `%%llm_predict` / `%%llm_chat` cells with Markdown highlighting, by switching those
- * code cells' editor mime type (the cell stays a code cell; only the editor's mode changes).
+ * code cells' editor mime type (the cell stays a code cell; only the editor's mode changes). Disposing it
+ * gives every cell it switched its previous mode back.
  */
 export class PromptCellHighlighter implements IDisposable {
   constructor(tracker: INotebookTracker) {
-    this._tracker = tracker;
     tracker.forEach(panel => this._watch(panel));
     tracker.widgetAdded.connect(this._onWidgetAdded, this);
   }
@@ -46,7 +47,13 @@ export class PromptCellHighlighter implements IDisposable {
       return;
     }
     this._isDisposed = true;
-    this._tracker.widgetAdded.disconnect(this._onWidgetAdded, this);
+    Signal.disconnectReceiver(this);
+    for (const [cell, previous] of this._switched) {
+      if (!cell.isDisposed && cell.mimeType === MARKDOWN_MIME) {
+        cell.mimeType = previous;
+      }
+    }
+    this._switched.clear();
   }
 
   private _onWidgetAdded(_: INotebookTracker, panel: NotebookPanel): void {
@@ -59,33 +66,57 @@ export class PromptCellHighlighter implements IDisposable {
       if (!model || this._isDisposed) {
         return;
       }
-      const apply = (cell: ICellModel) => {
-        if (this._isDisposed || cell.type !== 'code') {
-          return;
-        }
-        const code = panel.content.codeMimetype;
-        const wanted = mimeTypeFor(cell.sharedModel.getSource(), code);
-        if (cell.mimeType !== wanted && (wanted === MARKDOWN_MIME || cell.mimeType === MARKDOWN_MIME)) {
-          cell.mimeType = wanted;
-        }
-      };
-      const follow = (cell: ICellModel) => {
-        cell.contentChanged.connect(() => apply(cell));
-        // The notebook resets every code cell's mime type when the kernel language changes.
-        cell.mimeTypeChanged.connect(() => apply(cell));
-        apply(cell);
-      };
       for (let i = 0; i < model.cells.length; i++) {
-        follow(model.cells.get(i));
+        this._follow(model.cells.get(i), panel);
       }
-      model.cells.changed.connect((_, change) => {
-        if (change.type === 'add') {
-          change.newValues.forEach(follow);
-        }
-      });
+      this._lists.set(model.cells, panel);
+      model.cells.changed.connect(this._onCellsChanged, this);
     });
   }
 
-  private _tracker: INotebookTracker;
+  private _onCellsChanged(cells: CellList, change: { type: string; newValues: readonly ICellModel[]; oldValues: readonly ICellModel[] }): void {
+    const panel = this._lists.get(cells);
+    if (panel && change.type === 'add') {
+      change.newValues.forEach(cell => this._follow(cell, panel));
+    }
+    if (change.type === 'remove') {
+      change.oldValues.forEach(cell => this._switched.delete(cell));
+    }
+  }
+
+  private _follow(cell: ICellModel, panel: NotebookPanel): void {
+    this._panels.set(cell, panel);
+    cell.contentChanged.connect(this._apply, this);
+    // The notebook resets every code cell's mime type when the kernel language changes.
+    cell.mimeTypeChanged.connect(this._onMimeTypeChanged, this);
+    this._apply(cell);
+  }
+
+  private _onMimeTypeChanged(model: unknown): void {
+    this._apply(model as ICellModel);
+  }
+
+  private _apply(cell: ICellModel): void {
+    const panel = this._panels.get(cell);
+    if (this._isDisposed || !panel || cell.type !== 'code') {
+      return;
+    }
+    const wanted = mimeTypeFor(cell.sharedModel.getSource(), panel.content.codeMimetype);
+    if (cell.mimeType === wanted) {
+      return;
+    }
+    if (wanted === MARKDOWN_MIME) {
+      this._switched.set(cell, cell.mimeType);
+      cell.mimeType = wanted;
+    } else if (cell.mimeType === MARKDOWN_MIME) {
+      this._switched.delete(cell);
+      cell.mimeType = wanted;
+    }
+  }
+
   private _isDisposed = false;
+  private _panels = new WeakMap<ICellModel, NotebookPanel>();
+  private _lists = new WeakMap<CellList, NotebookPanel>();
+  // The mode each cell had before it was switched to Markdown.
+  private _switched = new Map<ICellModel, string>();
 }

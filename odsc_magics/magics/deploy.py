@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import html
 import shlex
 from collections import deque
 from collections.abc import Iterable
@@ -15,6 +14,7 @@ from IPython.core.magic import line_magic, magics_class, no_var_expand
 from odsc_magics.display import show, table_bundle
 from odsc_magics.errors import DeploymentFailedError
 from odsc_magics.magics._base import LLMMagicsBase, check_var_name, usage_errors
+from odsc_magics.markup import html_text, markdown_code_block, markdown_message, markdown_text
 
 __all__ = ["DeployMagics", "Table", "build_parser", "deployment_bundle"]
 
@@ -110,7 +110,10 @@ def _argv(line: str) -> list[str]:
 
 
 class Table:
-    """A titled table shown as HTML, Markdown and plain text; ``rows`` keeps the values."""
+    """A titled table shown as HTML, Markdown and plain text; ``rows`` keeps the values.
+
+    Every value is shown as text; in the ``note`` (text we write) `backticked` spans show as code.
+    """
 
     def __init__(self, title: str, header: Iterable[str], rows: Iterable[Iterable[Any]], note: str = "") -> None:
         self.title = title
@@ -126,15 +129,15 @@ class Table:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
         bundle = table_bundle(self.title, self.header, self.rows)
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        head = "".join(f"<th>{html_text(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         bundle["text/html"] = (
-            f"<b>{html.escape(self.title)}</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<b>{html_text(self.title)}</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
         if self.note:
             bundle["text/plain"] += f"\n{self.note}"
-            bundle["text/markdown"] += f"\n\n{self.note}"
-            bundle["text/html"] += f"<p>{html.escape(self.note)}</p>"
+            bundle["text/markdown"] += f"\n\n{markdown_message(self.note)}"
+            bundle["text/html"] += f"<p>{html_text(self.note)}</p>"
         return bundle
 
 
@@ -450,6 +453,6 @@ def _log_bundle(name: str, records: list[dict], *, following: bool = False) -> d
         title += " (following; interrupt the kernel to stop)"
     if not lines:
         lines = ["(no records yet)"]
-    fence = "`" * 4
     text = "\n".join(lines)
-    return {"text/plain": f"{title}\n{text}", "text/markdown": f"**{title}**\n\n{fence}text\n{text}\n{fence}"}
+    markdown = f"**{markdown_text(title)}**\n\n{markdown_code_block(text)}"
+    return {"text/plain": f"{title}\n{text}", "text/markdown": markdown}

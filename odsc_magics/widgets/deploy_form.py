@@ -27,6 +27,7 @@ import ipywidgets as w
 
 from odsc_magics.diagnosis import diagnose
 from odsc_magics.errors import DeploymentFailedError, OdscMagicsError, ValidationError
+from odsc_magics.markup import html_link, html_text
 from odsc_magics.sizing import FitVerdict, ModelSpec, ShapeInfo, fit, format_gb, model_spec_from, shape_info
 
 __all__ = ["STATES", "DeployForm", "DeployRequest", "ModelChoice", "ProgressSink"]
@@ -114,7 +115,7 @@ def _slug(text: str) -> str:
 
 
 def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=False)
+    return html_text(text)
 
 
 def _flag_value(flags: Sequence[str], name: str) -> str | None:
@@ -475,7 +476,7 @@ class DeployForm:
         self.progress_bar.value = 100
         self.progress_bar.bar_style = "success"
         self._render_progress()
-        link = f'<a href="{html.escape(url)}" target="_blank">{_esc(url)}</a>' if url else "(no URL reported)"
+        link = html_link(url) if url else "(no URL reported)"
         self.result_html.value = (
             f"<div><b>✓ {_esc(name)} is ACTIVE</b><br>Endpoint: <code>{link}</code><br>"
             f"Copy this into a cell to prompt it:<pre>{_esc(self.predict_cell_text)}</pre></div>"

@@ -360,3 +360,50 @@ def test_raw_work_request_errors_are_diagnosed_by_the_form():
     assert form.state == "failed"
     assert form.diagnosis.kind == "no_capacity"
     assert "Deploy on another shape that fits: VM.GPU.A10.2, BM.GPU.A10.4" in form.result_html.value
+
+
+IMG = '<img src=x onerror="alert(1)">'
+FORM_ELEMENTS = {"div", "b", "br", "code", "pre", "p", "small", "details", "summary", "a"}
+
+
+def _inert(value: str, *seen: str) -> None:
+    from rendering import inspect
+
+    found = inspect(value)
+    assert not found.problems(FORM_ELEMENTS), value
+    for text in seen:
+        assert text in found.text, (text, value)
+
+
+def test_service_text_in_the_form_is_shown_as_text():
+    def on_deploy(request, sink):
+        sink.update(30, f"CREATING {IMG}", f"Pulling {IMG}")
+        sink.done(f"javascript:alert(1)//{IMG}", f"dep {IMG}")
+
+    form = make_form(on_deploy, default_name=f"dep {IMG}")
+    form._started = 1.0
+    deploy_and_wait(form)
+    assert form.state == "active"
+    _inert(form.result_html.value, f"dep {IMG} is ACTIVE", f"javascript:alert(1)//{IMG}")
+    assert "<a " not in form.result_html.value  # a non-http URL is never a link
+    _inert(form.status_html.value, f"dep {IMG}")
+    _inert(form.progress_html.value, f"Pulling {IMG}")
+
+
+def test_an_http_endpoint_is_a_link_opening_elsewhere():
+    form = make_form(Recorder("done"))
+    deploy_and_wait(form)
+    assert '<a href="http://127.0.0.1:1/meta-llama-3-1-8b-instruct" target="_blank" rel="noopener noreferrer">' in (
+        form.result_html.value
+    )
+
+
+def test_failure_reasons_in_the_form_are_shown_as_text():
+    def on_deploy(request, sink):
+        sink.failed(diagnose(state="FAILED", work_request_errors=[f"Boom {IMG}"], log_lines=[f"```\n{IMG}"]))
+
+    form = make_form(on_deploy)
+    deploy_and_wait(form)
+    assert form.state == "failed"
+    _inert(form.result_html.value, f"Boom {IMG}", IMG)
+    _inert(form.status_html.value, f"Boom {IMG}")

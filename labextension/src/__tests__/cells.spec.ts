@@ -1,3 +1,5 @@
+import { execFileSync } from 'child_process';
+
 import { cellsToInsert, deploySource, LOAD_EXT, loadsMagics, predictSource, quoteArg } from '../cells';
 import { isPromptCell, MARKDOWN_MIME, mimeTypeFor } from '../highlight';
 
@@ -10,12 +12,44 @@ describe('cell sources', () => {
 
   it('adds --chat for a chat deployment and quotes names with spaces', () => {
     expect(predictSource({ name: 'my chat', chat: true }).split('\n')[0]).toBe(
-      '%%llm_predict -d "my chat" --chat'
+      "%%llm_predict -d 'my chat' --chat"
     );
-    expect(quoteArg('a"b')).toBe('"a\\"b"');
+    expect(quoteArg('a"b')).toBe(`'a"b'`);
     expect(quoteArg('ocid1.datasciencemodeldeployment.oc1..x')).toBe(
       'ocid1.datasciencemodeldeployment.oc1..x'
     );
+  });
+
+  it('quotes so that a POSIX shell-style split reads back exactly the name', () => {
+    // Inside single quotes nothing is special: no escapes, no $ or backtick expansion.
+    expect(quoteArg('my$llm')).toBe("'my$llm'");
+    expect(quoteArg('a`b`')).toBe("'a`b`'");
+    expect(quoteArg('back\\slash')).toBe("'back\\slash'");
+    // A single quote ends the quoted part, is written inside double quotes, and a new quoted part begins.
+    expect(quoteArg("it's")).toBe(`'it'"'"'s'`);
+    expect(quoteArg('')).toBe("''");
+  });
+
+  it("quotes hostile names so that Python's shlex.split yields each name unchanged", () => {
+    const names = [
+      'my$llm',
+      'my\\$llm',
+      '$(touch x) `id` ${HOME}',
+      "it's \"quoted\" \\ back",
+      "''\"\"''",
+      'tab\there  two spaces',
+      '# not a comment',
+      '-d --chat',
+      'émoji ✓ ünïcode',
+      ''
+    ];
+    const lines = names.map(name => `-d ${quoteArg(name)} --chat`);
+    const split = execFileSync(
+      process.env.PYTHON ?? 'python3',
+      ['-c', 'import json, shlex, sys; print(json.dumps([shlex.split(l) for l in json.load(sys.stdin)]))'],
+      { input: JSON.stringify(lines), encoding: 'utf-8' }
+    );
+    expect(JSON.parse(split)).toEqual(names.map(name => ['-d', name, '--chat']));
   });
 
   it('falls back to the default target without a deployment', () => {

@@ -37,8 +37,13 @@ export class FakeApi implements IDeploymentsApi {
     return answer;
   }
 
+  /**
+   * The log lines answered for every deployment (default: one "ready" line naming the id).
+   */
+  logLines: ILogLine[] | null = null;
+
   async logs(id: string, tail = 50): Promise<ILogLine[]> {
-    return [{ time: '2026-01-02T03:04:05Z', kind: 'predict', message: `ready ${id} ${tail}` }];
+    return this.logLines ?? [{ time: '2026-01-02T03:04:05Z', kind: 'predict', message: `ready ${id} ${tail}` }];
   }
 
   async act(id: string, action: Action): Promise<IDeployment> {

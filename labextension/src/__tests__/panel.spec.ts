@@ -1,8 +1,10 @@
 import { ServerConnection } from '@jupyterlab/services';
+import { nullTranslator } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
+import { IDeployment } from '../api';
 import { DeploymentsModel } from '../model';
-import { describeError, DeploymentsPanel, IPanelActions, predictEndpoint } from '../panel';
+import { confirmAction, describeError, DeploymentsPanel, IPanelActions, predictEndpoint } from '../panel';
 import { ApiError } from '../request';
 import { deployment, FakeApi } from './fakes';
 
@@ -136,5 +138,87 @@ describe('DeploymentsPanel', () => {
     const logs = panel.node.querySelector('.jp-OdscMagics-logs')!;
     expect(logs.textContent).toContain('ready');
     panel.dispose();
+  });
+});
+
+// Text from the service (names, states, messages, models, shapes, log lines) that would run a handler if it
+// became markup.
+const IMG = '<img src=x onerror="window.__odsc_xss=1">';
+const SVG = '<svg onload="window.__odsc_xss=1"></svg>';
+const SCRIPT = '<script>window.__odsc_xss=1</script>';
+const PAYLOAD = `${IMG} ${SVG} ${SCRIPT}`;
+const MARKUP = 'img, svg, script, [onerror], [onload], a[href^="javascript:"]';
+
+describe('DeploymentsPanel with untrusted text', () => {
+  afterEach(() => {
+    document.body.replaceChildren();
+  });
+
+  it('shows names, states, details, shapes and models as text', async () => {
+    const hostile = deployment({
+      name: `name ${PAYLOAD}`,
+      state: `FAILED ${IMG}` as IDeployment['state'],
+      lifecycle_details: `details ${PAYLOAD}`,
+      shape: `shape ${SVG}`,
+      model: `model ${SCRIPT}`
+    });
+    const { panel } = await panelWith(new FakeApi([[hostile]]));
+    expect(panel.node.querySelectorAll(MARKUP).length).toBe(0);
+    const item = panel.node.querySelector('.jp-OdscMagics-item')!;
+    expect(item.querySelector('.jp-OdscMagics-name')!.textContent).toBe(`name ${PAYLOAD}`);
+    const badge = item.querySelector('.jp-OdscMagics-badge') as HTMLElement;
+    expect(badge.textContent).toBe(`FAILED ${IMG}`);
+    expect(badge.title).toBe(`details ${PAYLOAD}`);
+    const values = Array.from(item.querySelectorAll('.jp-OdscMagics-value')).map(node => node.textContent);
+    expect(values.slice(0, 2)).toEqual([`shape ${SVG}`, `model ${SCRIPT}`]);
+    panel.dispose();
+  });
+
+  it('shows log lines as text', async () => {
+    const api = new FakeApi([[deployment()]]);
+    api.logLines = [
+      { time: '2026-01-02T03:04:05Z', kind: 'predict', message: `ERROR: ${PAYLOAD}` },
+      { time: '2026-01-02T03:04:06Z', kind: 'predict', message: '````\n' + IMG }
+    ];
+    const { panel } = await panelWith(api);
+    button(panel, 'my-llm', 'logs').click();
+    await new Promise(resolve => setTimeout(resolve, 0));
+    const logs = panel.node.querySelector('.jp-OdscMagics-logs')!;
+    expect(logs.textContent).toBe(
+      `2026-01-02T03:04:05Z predict ERROR: ${PAYLOAD}\n2026-01-02T03:04:06Z predict \`\`\`\`\n${IMG}`
+    );
+    expect(panel.node.querySelectorAll(MARKUP).length).toBe(0);
+    panel.dispose();
+  });
+
+  it('shows an error message from the server as text', async () => {
+    const response = new Response('', { status: 400 });
+    const error = new ApiError(response, {
+      error: 'ServiceError',
+      kind: 'service',
+      message: `No deployment named ${PAYLOAD}`,
+      hint: `Try ${IMG}`
+    });
+    const { panel } = await panelWith(new FakeApi([error]));
+    expect(panel.node.querySelectorAll(MARKUP).length).toBe(0);
+    expect(panel.node.querySelector('.jp-OdscMagics-errorMessage')!.textContent).toBe(
+      `No deployment named ${PAYLOAD}`
+    );
+    expect(panel.node.textContent).toContain(`Try ${IMG}`);
+    panel.dispose();
+  });
+
+  it('names the deployment as text in the confirmation dialog', async () => {
+    const answer = confirmAction(deployment({ name: `name ${PAYLOAD}` }), 'delete', nullTranslator.load('x'));
+    let dialog: HTMLElement | null = null;
+    for (let i = 0; i < 50 && !dialog; i++) {
+      await new Promise(resolve => setTimeout(resolve, 10));
+      dialog = document.body.querySelector('.jp-Dialog');
+    }
+    expect(dialog).not.toBeNull();
+    expect(dialog!.querySelectorAll('img, script, [onerror], [onload]').length).toBe(0);
+    expect(dialog!.textContent).toContain(`Delete name ${PAYLOAD}?`);
+    (dialog!.querySelector('.jp-mod-reject') as HTMLButtonElement).click();
+    expect(await answer).toBe(false);
   });
 });
