@@ -163,14 +163,20 @@ class Context:
             if self._data_science is None:
                 import oci
 
-                kwargs: dict[str, Any] = {"signer": self.credentials.signer}
-                if self.local_endpoint:
-                    kwargs["service_endpoint"] = self.local_endpoint
-                    kwargs["retry_strategy"] = oci.retry.NoneRetryStrategy()
-                    kwargs["circuit_breaker_strategy"] = oci.circuit_breaker.NoCircuitBreakerStrategy()
-                config = {**self.credentials.oci_config, "region": self.region}
-                self._data_science = oci.data_science.DataScienceClient(config, **kwargs)
+                self._data_science = self.sdk_client(oci.data_science.DataScienceClient)
             return self._data_science
+
+    def sdk_client(self, client_class: type) -> Any:
+        """An oci SDK client of this context's credentials and region (on the local backend for backend=local,
+        without the SDK's retries and circuit breaker there: the local backend answers at once)."""
+        import oci
+
+        kwargs: dict[str, Any] = {"signer": self.credentials.signer}
+        if self.local_endpoint:
+            kwargs["service_endpoint"] = self.local_endpoint
+            kwargs["retry_strategy"] = oci.retry.NoneRetryStrategy()
+            kwargs["circuit_breaker_strategy"] = oci.circuit_breaker.NoCircuitBreakerStrategy()
+        return client_class({**self.credentials.oci_config, "region": self.region}, **kwargs)
 
     def refresh_signer(self, seen_generation: int | None = None) -> bool:
         """Token-based signers: renew once and return True; False for api_key."""

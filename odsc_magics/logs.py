@@ -50,15 +50,9 @@ def _clients_of(context: Any) -> dict:
             return found
         import oci
 
-        kwargs: dict[str, Any] = {"signer": context.credentials.signer}
-        if context.local_endpoint:
-            kwargs["service_endpoint"] = context.local_endpoint
-            kwargs["retry_strategy"] = oci.retry.NoneRetryStrategy()
-            kwargs["circuit_breaker_strategy"] = oci.circuit_breaker.NoCircuitBreakerStrategy()
-        config = {**context.credentials.oci_config, "region": context.region}
         found = {
-            "management": oci.logging.LoggingManagementClient(config, **kwargs),
-            "search": oci.loggingsearch.LogSearchClient(config, **kwargs),
+            "management": context.sdk_client(oci.logging.LoggingManagementClient),
+            "search": context.sdk_client(oci.loggingsearch.LogSearchClient),
         }
         _clients[context] = found
         return found
