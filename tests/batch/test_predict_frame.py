@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import _thread
 import threading
-import time
 
 import pandas as pd
 import pytest
 
+from odsc_magics import errors
 from odsc_magics.batch import BatchError, BatchInterrupted, last_partial, predict_frame
 from odsc_magics.client import connect
 from odsc_magics.config import LLMSettings
@@ -56,38 +56,67 @@ def test_faults_lose_nothing_and_repeat_nothing(backend_factory):
     assert (out["attempts"] >= 1).all() and out["attempts"].max() > 1
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(backend_factory, tmp_path):
-    slow = backend_factory("--ttft-ms", "30", "--capacity", "8")
-    deployment = slow.create_deployment("batch-resume")
-    endpoint = endpoint_of(slow, deployment)
+class InterruptsAfter:
+    """The real endpoint, whose ``after``-th answer interrupts the main thread (as a kernel interrupt does).
+
+    It is called from a worker while predict_frame waits, so the interrupt lands inside the call. Later
+    requests are held back, never sent, until ``release`` is set.
+    """
+
+    def __init__(self, endpoint, after: int) -> None:
+        self.endpoint = endpoint
+        self.after = after
+        self.answered = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.held = 0
+        self.held_done = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.endpoint, name)  # deployment_id, url: the checkpoint keys name the same target
+
+    def complete(self, prompt: str, **params):
+        with self.lock:
+            hold = self.answered >= self.after
+            self.held += hold
+        if hold:
+            self.release.wait(30)
+            self.held_done.set()
+            raise errors.EndpointUnreachableError("held back: the batch was interrupted")
+        result = self.endpoint.complete(prompt, **params)
+        with self.lock:
+            self.answered += 1
+            last = self.answered == self.after
+        if last:
+            _thread.interrupt_main()
+        return result
+
+
+def test_interrupted_run_keeps_every_finished_row_and_resumes_from_its_checkpoint(backend_factory, tmp_path):
+    running = backend_factory()
+    deployment = running.create_deployment("batch-resume")
+    endpoint = endpoint_of(running, deployment)
     frame = reviews(120)
     checkpoint = tmp_path / "run.sqlite"
 
-    def interrupt_half_way() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if slow.deployment_stats(deployment["id"])["succeeded"] >= 60:
-                _thread.interrupt_main()
-                return
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=interrupt_half_way, daemon=True)
-    watcher.start()
+    interrupting = InterruptsAfter(endpoint, after=60)
     with pytest.raises(BatchInterrupted) as caught:
-        predict_frame(frame, "Classify: {{ text }}", deployment=endpoint, checkpoint=str(checkpoint),
-                      concurrency=4, progress=False, max_tokens=6)  # fmt: skip
-    watcher.join()
+        predict_frame(frame, "Classify: {{ text }}", deployment=interrupting, checkpoint=str(checkpoint),
+                      concurrency=1, progress=False, max_tokens=6)  # fmt: skip
+    interrupting.release.set()
+    if interrupting.held:
+        assert interrupting.held_done.wait(30)
     partial = caught.value.partial
     assert last_partial() is partial
-    finished = int(partial["completion"].notna().sum())
-    assert 0 < finished < 120
-    before = slow.deployment_stats(deployment["id"])["succeeded"]
+    assert int(partial["completion"].notna().sum()) == 60
+    assert running.deployment_stats(deployment["id"])["succeeded"] == 60
 
     resumed = predict_frame(frame, "Classify: {{ text }}", deployment=endpoint, checkpoint=str(checkpoint),
                             progress=False, max_tokens=6)  # fmt: skip
-    sent_again = slow.deployment_stats(deployment["id"])["succeeded"] - before
-    assert sent_again == 120 - finished == 120 - before
-    assert resumed.attrs["odsc_magics"]["resumed_from_checkpoint"] == before
+    assert running.deployment_stats(deployment["id"])["succeeded"] == 120
+    assert resumed.attrs["odsc_magics"]["resumed_from_checkpoint"] == 60
+    answered = partial["completion"].notna()
+    pd.testing.assert_series_equal(resumed["completion"][answered], partial["completion"][answered])
     fresh = predict_frame(frame, "Classify: {{ text }}", deployment=endpoint, progress=False, max_tokens=6)
     columns = ["completion", "finish_reason", "prompt_tokens", "completion_tokens", "error"]
     pd.testing.assert_frame_equal(resumed[columns], fresh[columns])
