@@ -54,7 +54,7 @@ class Checkpoint:
     def _open(self) -> sqlite3.Connection:
         """Open or create the database; anything unusable becomes a ValidationError naming the path."""
         if self.path.is_dir():
-            raise self._unusable("is a directory")
+            raise self._unusable("it is a directory")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -65,7 +65,7 @@ class Checkpoint:
             found = {row[1] for row in db.execute("PRAGMA table_info(rows)")}
             if found and not found >= {"key", "ok", "finished_at", *FIELDS}:
                 db.close()
-                raise self._unusable("is a SQLite database of another kind (its rows table has other columns)")
+                raise self._unusable("it is a SQLite database of another kind (its rows table has other columns)")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
@@ -74,12 +74,12 @@ class Checkpoint:
                 db.close()
             reason = str(exc)
             if "not a database" in reason:
-                raise self._unusable("is not a SQLite database") from None
-            raise self._unusable(f"cannot be opened for writing ({reason})") from None
+                raise self._unusable("it is not a SQLite database") from None
+            raise self._unusable(f"it cannot be opened for writing ({reason})") from None
         return db
 
     def _unusable(self, why: str) -> ValidationError:
-        return ValidationError(f"checkpoint {self.path} {why}", hint=_HINT)
+        return ValidationError(f"checkpoint {self.path} cannot be used: {why}", hint=_HINT)
 
     def done(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The successful rows among ``keys``, as dicts of FIELDS."""
