@@ -266,7 +266,8 @@ class BatchRunner:
             with self._cond:
                 self.tally.throttled += 1
         if kind == "fatal":
-            self.fatal = self.fatal or exc
+            with self._cond:
+                self.fatal = self.fatal or exc
             self.stop.set()
             self._finish(
                 job,
@@ -286,7 +287,8 @@ class BatchRunner:
             kind=failure_kind(exc),
         )
         if self.stop_on_failure:
-            self.first_failure = self.first_failure or exc
+            with self._cond:
+                self.first_failure = self.first_failure or exc
             self.stop.set()
 
     def _finish(self, job: Job, outcome: Outcome, *, failed: bool, kind: str | None = None) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import _thread
 import threading
+import time
 
 import pandas as pd
 import pytest
 
 import odsc_magics.batch.frame as frame_module
+import odsc_magics.batch.runner as runner_module
 from odsc_magics import errors
 from odsc_magics.batch import BatchError, BatchInterrupted, last_partial, predict_frame
 from odsc_magics.client import connect
@@ -191,6 +193,36 @@ def test_a_backend_that_stops_mid_batch_stops_the_batch_keeping_every_answer(bac
     assert "odsc-magics local" in first and "checkpoint=" in first
     assert int(out.loc[~answered, "attempts"].sum()) == stopping.unanswered  # each request shows in its row
     assert int((out.loc[~answered, "attempts"] == 0).sum()) >= 300 - len(stopping.answered) - 2 * concurrency
+
+
+class SlowCount(int):
+    """A counter whose additions take a while, so that an increment made outside the runner's lock gets lost."""
+
+    def __add__(self, other: int) -> SlowCount:
+        value = int(self) + other
+        time.sleep(0.0005)
+        return SlowCount(value)
+
+
+def test_rows_from_the_checkpoint_and_rows_answered_meanwhile_all_count(backend, tmp_path, monkeypatch):
+    endpoint = endpoint_of(backend)
+    frame = reviews(400)
+    checkpoint = str(tmp_path / "half.sqlite")
+    predict_frame(frame.iloc[::2], "Classify: {{ text }}", deployment=endpoint, checkpoint=checkpoint,
+                  progress=False, max_tokens=4)  # fmt: skip
+
+    class SlowTally(runner_module.Tally):
+        def __init__(self) -> None:
+            super().__init__()
+            self.done = SlowCount(0)
+
+    monkeypatch.setattr(runner_module, "Tally", SlowTally)
+    monkeypatch.setattr(frame_module, "_CHUNK", 8)  # checkpoint look-ups interleave with answers landing
+    out = predict_frame(frame, "Classify: {{ text }}", deployment=endpoint, checkpoint=checkpoint, concurrency=8,
+                        progress=False, max_tokens=4)  # fmt: skip
+    summary = out.attrs["odsc_magics"]
+    assert summary["resumed_from_checkpoint"] == 200
+    assert summary["answered"] == 400
 
 
 def test_missing_template_values_fail_their_row_only(backend):
