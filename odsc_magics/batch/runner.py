@@ -21,7 +21,8 @@ from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
 CONNECT_FAILURES_TO_STOP = 3
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 _NOT_SENT = "not sent: endpoint unreachable"
-_CONNECT_PHASE = {"NewConnectionError", "ConnectTimeoutError", "ConnectTimeout"}  # urllib3 / requests names
+# urllib3's and requests' names (and their subclasses, e.g. NameResolutionError), without importing them
+_CONNECT_PHASE = {"NewConnectionError", "ConnectTimeoutError", "ConnectTimeout"}
 
 # Errors that every further row would meet too: the batch stops instead of failing each row alike.
 FATAL = (
@@ -112,7 +113,7 @@ def connect_failure(exc: BaseException) -> str | None:
     if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
         return "refused connections"
     for cause in chain:
-        if type(cause).__name__ in _CONNECT_PHASE or (
+        if any(kind.__name__ in _CONNECT_PHASE for kind in type(cause).__mro__) or (
             isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS
         ):
             return "could not be reached"

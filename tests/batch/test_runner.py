@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import random
+import socket
 import threading
 import time
 from types import SimpleNamespace
@@ -121,6 +122,20 @@ def test_only_connections_that_could_not_be_opened_count_as_the_endpoint_being_g
     assert connect_failure(unreachable(ConnectionRefusedError(111, "Connection refused"))) == "refused connections"
     assert connect_failure(unreachable(OSError(errno.EHOSTUNREACH, "No route to host"))) == "could not be reached"
     assert connect_failure(unreachable(ConnectionResetError(104, "Connection reset by peer"))) is None
+    assert connect_failure(errors.ServerError("boom", status=500)) is None
+
+
+def test_a_name_that_does_not_resolve_counts_as_unreachable():
+    from urllib3.exceptions import NameResolutionError
+
+    lookup = NameResolutionError("llm.example", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+    try:
+        try:
+            raise lookup
+        except NameResolutionError:
+            raise errors.EndpointUnreachableError("Could not reach llm-a (ConnectionError).") from None
+    except errors.EndpointUnreachableError as exc:
+        assert connect_failure(exc) == "could not be reached"
     assert connect_failure(errors.ServerError("boom", status=500)) is None
 
 
