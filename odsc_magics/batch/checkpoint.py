@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from odsc_magics.errors import ValidationError
+
 FIELDS = ("text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts", "error")
 
 _SCHEMA = """
@@ -35,17 +37,49 @@ def row_key(request: Any, params: dict[str, Any], deployment: str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_HINT = (
+    'Pass checkpoint= a new file path in a directory you can write to (e.g. checkpoint="runs/reviews.sqlite"), '
+    "or the file an earlier predict_frame run wrote; an existing file of another kind is never overwritten."
+)
+
+
 class Checkpoint:
     """Finished rows committed one by one; successful rows are never asked again, failed ones are."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """Open or create the database; anything unusable becomes a ValidationError naming the path."""
+        if self.path.is_dir():
+            raise self._unusable("it is a directory")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unusable(f"its directory cannot be created ({exc.strerror or exc})") from None
+        db = None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            found = {row[1] for row in db.execute("PRAGMA table_info(rows)")}
+            if found and not found >= {"key", "ok", "finished_at", *FIELDS}:
+                db.close()
+                raise self._unusable("it is a SQLite database of another kind (its rows table has other columns)")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            reason = str(exc)
+            if "not a database" in reason:
+                raise self._unusable("it is not a SQLite database") from None
+            raise self._unusable(f"it cannot be opened for writing ({reason})") from None
+        return db
+
+    def _unusable(self, why: str) -> ValidationError:
+        return ValidationError(f"checkpoint {self.path} cannot be used: {why}", hint=_HINT)
 
     def done(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The successful rows among ``keys``, as dicts of FIELDS."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from odsc_magics import errors
 from odsc_magics.batch.checkpoint import Checkpoint, row_key
 from odsc_magics.batch.progress import Progress
-from odsc_magics.batch.runner import BatchRunner, Job, Outcome, Tally, describe_error
+from odsc_magics.batch.runner import BatchRunner, Job, Outcome, describe_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,16 +66,19 @@ def predict_frame(
     """Answer one prompt per row of ``df`` and return a copy of it with the answers added.
 
     The prompt is ``template`` rendered with the row's columns (``{{ column }}``, the same Jinja2 sandbox as
-    ``%%llm_predict``), or the ready text of ``prompt_column``. The copy keeps ``df``'s index and order
-    and adds ``output_column``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``, ``latency_s``,
-    ``attempts`` and ``error`` (missing where the row succeeded).
+    ``%%llm_predict``), or the ready text of ``prompt_column``. ``system`` (which implies ``chat=True``, as
+    ``--system`` does for the magics) is rendered with the row's columns the same way. The copy keeps
+    ``df``'s index and order and adds ``output_column``, ``finish_reason``, ``prompt_tokens``,
+    ``completion_tokens``, ``latency_s``, ``attempts`` and ``error`` (missing where the row succeeded).
 
     ``deployment`` is anything ``connect()`` accepts, or a ``Deployment``/``Endpoint`` (default: the kernel's
     default target). ``concurrency="auto"`` grows while requests succeed and backs off on 429/503 (honouring
     Retry-After); an int fixes it; ``max_rps`` caps the request rate. Failed attempts are retried up to
     ``max_retries`` times (429, 408, 5xx, dropped or truncated answers); other 4xx are not. With
     ``on_error="record"`` a row's last error goes into its ``error`` column; with ``"raise"``, the rows in
-    flight finish and then one ``BatchError`` summarises the failures.
+    flight finish and then one ``BatchError`` summarises the failures. When the endpoint refuses a few
+    connections in a row (nothing listening), the batch stops sending: every row not answered gets that
+    error, and ``on_error`` decides between returning the frame and raising ``BatchError``.
 
     ``checkpoint=PATH`` commits each finished row to a SQLite file as it finishes, keyed by a hash of
     (rendered prompt, parameters, deployment): calling again with the same arguments sends only the rows
@@ -84,21 +89,22 @@ def predict_frame(
     frame afterwards. ``params`` are generation parameters (``max_tokens``, ``temperature``, ...).
     """
     global _last_partial
-    _check_arguments(df, template, prompt_column, concurrency, on_error, output_column, max_retries)
+    _check_arguments(df, template, prompt_column, system, params)
+    _check_options(concurrency, max_retries, on_error, output_column, max_rps, df)
+    chat = bool(chat) or system is not None
     endpoint = _endpoint(deployment)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
-    send = _sender(endpoint, chat=chat, system=system, params=params)
+    store = _checkpoint(checkpoint)
+    send = _sender(endpoint, chat=chat, params=params)
     columns = _Columns(len(df), output_column)
-    store = Checkpoint(checkpoint) if checkpoint else None
     lock = threading.Lock()
 
     def deliver(job: Job, outcome: Outcome) -> None:
         columns.put(job.position, outcome)
-        if store is not None and job.key is not None:
+        if store is not None and job.key is not None and outcome.attempts:
             with lock:
                 store.record(job.key, outcome.as_dict())
 
-    bar = Progress(total=len(df), enabled=progress)
     runner = BatchRunner(
         send,
         deliver,
@@ -106,7 +112,6 @@ def predict_frame(
         max_retries=max_retries,
         max_rps=max_rps,
         stop_on_failure=on_error == "raise",
-        on_progress=bar.update,
     )
     runner.tally.total = len(df)
     jobs = _jobs(
@@ -119,8 +124,10 @@ def predict_frame(
         target=target,
         store=store,
         columns=columns,
-        tally=runner.tally,
+        resumed=runner.note_resumed,
     )
+    bar = Progress(total=len(df), enabled=progress)
+    runner.on_progress = bar.update
     try:
         tally = runner.run(jobs)
     except KeyboardInterrupt:
@@ -128,6 +135,11 @@ def predict_frame(
         _last_partial = columns.frame(df, note="not answered: interrupted")
         # The store stays open: a request still in flight records its row when it lands.
         raise BatchInterrupted(_last_partial) from None
+    except BaseException:
+        bar.close(runner.tally, runner.limiter)
+        if store is not None:
+            store.close()
+        raise
     summary = bar.close(tally, runner.limiter)
     if store is not None:
         store.close()
@@ -140,6 +152,13 @@ def predict_frame(
             hint=getattr(runner.fatal, "hint", "") or "",
             partial=result,
         ) from runner.fatal
+    if on_error == "raise" and runner.unreachable is not None:
+        _last_partial = result
+        raise BatchError(
+            f"the batch stopped: {runner.unreachable}",
+            hint="The rows answered before are in the error's .partial (and odsc_magics.last_partial()).",
+            partial=result,
+        )
     if on_error == "raise" and tally.failed:
         _last_partial = result
         kinds = ", ".join(f"{count} × {kind}" for kind, count in tally.failures.most_common())
@@ -153,14 +172,9 @@ def predict_frame(
 
 
 def _check_arguments(
-    df: Any,
-    template: str | None,
-    prompt_column: str | None,
-    concurrency: Any,
-    on_error: str,
-    output_column: str,
-    max_retries: int,
+    df: Any, template: Any, prompt_column: Any, system: Any, params: dict[str, Any]
 ) -> None:
+    """What the prompts are made of: the frame, the template or prompt column, the system text, the params."""
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
@@ -168,28 +182,77 @@ def _check_arguments(
             f"predict_frame needs a pandas DataFrame, not {type(df).__name__}",
             hint="Use series.llm.predict() for a Series of ready prompts.",
         )
-    if (template is None) == (prompt_column is None):
+    if template is not None and not isinstance(template, str):
         raise errors.ValidationError(
-            "give either a template or prompt_column",
+            f"template must be a str, not {type(template).__name__}",
             hint='e.g. predict_frame(df, "Summarise: {{ text }}")',
         )
-    if prompt_column is not None and prompt_column not in df.columns:
-        raise errors.ValidationError(f"no column {prompt_column!r} in the frame")
-    if template is not None:
-        from odsc_magics.templating import variables
-
-        missing = [name for name in variables(template) if name not in df.columns]
+    if system is not None and not isinstance(system, str):
+        raise errors.ValidationError(
+            f"system must be a str, not {type(system).__name__}",
+            hint='e.g. system="Answer in {{ language }}." (rendered with each row, like the template)',
+        )
+    if (template is None) == (prompt_column is None):
+        raise errors.ValidationError(
+            "give either a template or prompt_column (one of them, not both)",
+            hint='e.g. predict_frame(df, "Summarise: {{ text }}")',
+        )
+    named = prompt_column is None or (isinstance(prompt_column, Hashable) and prompt_column in df.columns)
+    if not named:
+        raise errors.ValidationError(
+            f"prompt_column must name a column of the frame; there is no column {prompt_column!r}",
+            hint=f"Columns: {_listed(df.columns)}",
+        )
+    for argument, text in (("template", template), ("system", system)):
+        if not text:
+            continue
+        missing = [name for name in _variables(text) if name not in df.columns]
         if missing:
             raise errors.ValidationError(
-                f"the template reads {', '.join(map(repr, missing))}, which the frame has no column for",
-                hint=f"Columns: {', '.join(map(str, df.columns[:20]))}",
+                f"the {argument} reads {', '.join(map(repr, missing))}, which the frame has no column for",
+                hint=f"Columns: {_listed(df.columns)}",
             )
-    if concurrency != "auto" and (not isinstance(concurrency, int) or concurrency < 1):
-        raise errors.ValidationError(f'concurrency must be "auto" or a positive int, not {concurrency!r}')
-    if on_error not in {"record", "raise"}:
-        raise errors.ValidationError(f'on_error must be "record" or "raise", not {on_error!r}')
-    if not isinstance(max_retries, int) or max_retries < 0:
+    read = _names_read(template, prompt_column, system)
+    duplicated = [name for name in read if int((df.columns == name).sum()) > 1]
+    if duplicated:
+        raise errors.ValidationError(
+            f"the frame has more than one column named {', '.join(map(repr, duplicated))}, so the prompt "
+            "cannot tell which to read",
+            hint="Rename or drop the duplicates, e.g. df.loc[:, ~df.columns.duplicated()].",
+        )
+    if "stream" in params:
+        raise errors.ValidationError(
+            "stream is not a predict_frame option: each row's answer arrives whole",
+            hint="Drop stream=...; use %%llm_predict --stream or Endpoint.stream_complete() to stream one prompt.",
+        )
+    timeout = params.get("timeout")
+    if timeout is not None and not _positive_number(timeout):
+        raise errors.ValidationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+
+
+def _check_options(
+    concurrency: Any, max_retries: Any, on_error: Any, output_column: Any, max_rps: Any, df: pd.DataFrame
+) -> None:
+    """How the batch runs and where its answers go."""
+    auto = isinstance(concurrency, str) and concurrency == "auto"
+    if not auto and (not _whole(concurrency) or concurrency < 1):
+        raise errors.ValidationError(f'concurrency must be "auto" or a whole number >= 1, not {concurrency!r}')
+    if not _whole(max_retries) or max_retries < 0:
         raise errors.ValidationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+    if not isinstance(on_error, str) or on_error not in ("record", "raise"):
+        raise errors.ValidationError(f'on_error must be "record" or "raise", not {on_error!r}')
+    if max_rps is not None and not _positive_number(max_rps):
+        raise errors.ValidationError(f"max_rps must be > 0, or None for no cap (got {max_rps!r})")
+    if not isinstance(output_column, str) or not output_column:
+        raise errors.ValidationError(
+            f"output_column must be a non-empty str, not {output_column!r}", hint='The default is "completion".'
+        )
+    if output_column in OUTPUT_COLUMNS:
+        raise errors.ValidationError(
+            f"output_column {output_column!r} is one of the columns predict_frame adds "
+            f"({', '.join(OUTPUT_COLUMNS)})",
+            hint='Pick another name, e.g. output_column="answer".',
+        )
     clash = [name for name in (output_column, *OUTPUT_COLUMNS) if name in df.columns]
     if clash:
         raise errors.ValidationError(
@@ -198,17 +261,61 @@ def _check_arguments(
         )
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def _listed(columns: Any) -> str:
+    return ", ".join(map(str, columns[:20])) + (" ..." if len(columns) > 20 else "")
+
+
+def _variables(text: str) -> tuple[str, ...]:
+    from odsc_magics.templating import variables
+
+    return variables(text)
+
+
+def _names_read(template: str | None, prompt_column: Any, system: str | None) -> tuple[Any, ...]:
+    """The columns each row's prompt and system text are made of, each once, in order of appearance."""
+    names: list[Any] = list(_variables(template)) if template is not None else [prompt_column]
+    names += _variables(system) if system else ()
+    return tuple(dict.fromkeys(names))
+
+
 def _endpoint(deployment: Any) -> Any:
     if deployment is not None and hasattr(deployment, "endpoint") and callable(deployment.endpoint):
         return deployment.endpoint()
     if deployment is not None and hasattr(deployment, "complete"):
         return deployment
+    if deployment is not None and not isinstance(deployment, str):
+        raise errors.ValidationError(
+            f"deployment must be an OCID, URL or display name (str), a Deployment or an Endpoint, "
+            f"not {type(deployment).__name__}",
+            hint="Leave it out to use the default deployment (`%llm_deploy use NAME` sets it).",
+        )
     from odsc_magics.client import connect
 
     return connect(deployment)
 
 
-def _sender(endpoint: Any, *, chat: bool, system: str | None, params: dict[str, Any]) -> Any:
+def _checkpoint(path: Any) -> Checkpoint | None:
+    if path is None or path == "":
+        return None
+    if not isinstance(path, str | os.PathLike):
+        raise errors.ValidationError(
+            f"checkpoint must be a file path (str or Path), not {type(path).__name__}",
+            hint='e.g. checkpoint="runs/reviews.sqlite"',
+        )
+    return Checkpoint(path)
+
+
+def _sender(endpoint: Any, *, chat: bool, params: dict[str, Any]) -> Any:
     """One attempt per call: the runner decides retries and concurrency."""
     if chat:
 
@@ -226,7 +333,7 @@ def _sender(endpoint: Any, *, chat: bool, system: str | None, params: dict[str, 
 def _jobs(
     df: pd.DataFrame,
     template: str | None,
-    prompt_column: str | None,
+    prompt_column: Any,
     *,
     chat: bool,
     system: str | None,
@@ -234,12 +341,16 @@ def _jobs(
     target: str,
     store: Checkpoint | None,
     columns: _Columns,
-    tally: Tally,
+    resumed: Callable[[], None],
 ) -> Iterator[Job]:
-    """Render rows a chunk at a time; rows already answered in the checkpoint are filled, not sent."""
-    from odsc_magics.templating import render, variables
+    """Render rows a chunk at a time; rows already answered in the checkpoint are filled, not sent.
 
-    names = variables(template) if template is not None else (prompt_column,)
+    The system text is a template too, rendered with the same row (as `%%llm_predict --system` is rendered
+    with the notebook's names); text without ``{{ }}`` is sent as it is.
+    """
+    from odsc_magics.templating import render
+
+    names = _names_read(template, prompt_column, system)
     values = [df[name] for name in names]
     key_params = {"chat": chat, "system": system, **params}
     for start in range(0, len(df), _CHUNK):
@@ -254,12 +365,13 @@ def _jobs(
                 continue
             try:
                 prompt = render(template, row) if template is not None else str(row[prompt_column])
+                system_text = render(system, row) if system else None
             except errors.TemplateError as exc:
                 chunk.append(Job(position, None, error=str(exc.message)))
                 continue
             request: Any = prompt
             if chat:
-                request = ([{"role": "system", "content": system}] if system else []) + [
+                request = ([{"role": "system", "content": system_text}] if system_text else []) + [
                     {"role": "user", "content": prompt}
                 ]
             key = row_key(request, key_params, target) if store is not None else None
@@ -268,8 +380,7 @@ def _jobs(
         for job in chunk:
             if job.key is not None and job.key in done:
                 columns.put(job.position, Outcome(**done[job.key]))
-                tally.resumed += 1
-                tally.done += 1
+                resumed()
                 continue
             yield job
 

@@ -40,6 +40,11 @@ class AdaptiveLimiter:
         """The current number of slots."""
         return max(1, int(self._limit))
 
+    @property
+    def worked_level(self) -> int:
+        """The highest in-flight level at which a request has succeeded (lowered by a capacity throttle)."""
+        return self._worked
+
     def acquire(self, stop: threading.Event | None = None) -> int | None:
         """Wait for a free slot; returns the in-flight count this request is sent at (None if stopped)."""
         with self._cond:
@@ -62,13 +67,13 @@ class AdaptiveLimiter:
 
     def on_success(self, latency_s: float | None = None, sent_at: int | None = None) -> None:
         """A request succeeded: slow start until the first throttle, then additive increase."""
-        if sent_at is not None:
-            self._worked = max(self._worked, sent_at)
-        if latency_s is not None:
-            self._latency = latency_s if self._latency is None else 0.8 * self._latency + 0.2 * latency_s
-        if self.fixed:
-            return
         with self._cond:
+            if sent_at is not None:
+                self._worked = max(self._worked, sent_at)
+            if latency_s is not None:
+                self._latency = latency_s if self._latency is None else 0.8 * self._latency + 0.2 * latency_s
+            if self.fixed:
+                return
             if self._limit >= 2 * max(self._used, 1):
                 return  # at most twice what has really been in flight: beyond that, growth is only a guess
             self._since_change += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import random
@@ -15,6 +16,13 @@ from typing import Any
 
 from odsc_magics import errors
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
+
+# Connections that could not be opened this many times in a row, with no answer between, stop the batch.
+CONNECT_FAILURES_TO_STOP = 3
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
+_NOT_SENT = "not sent: endpoint unreachable"
+# urllib3's and requests' names (and their subclasses, e.g. NameResolutionError), without importing them
+_CONNECT_PHASE = {"NewConnectionError", "ConnectTimeoutError", "ConnectTimeout"}
 
 # Errors that every further row would meet too: the batch stops instead of failing each row alike.
 FATAL = (
@@ -91,6 +99,27 @@ def classify(exc: BaseException) -> tuple[str, float | None]:
     return "final", None
 
 
+def connect_failure(exc: BaseException) -> str | None:
+    """How a connection could not even be opened ("refused connections" / "could not be reached"), else None.
+
+    Only the connect phase counts: a dropped or reset connection may be a fault of one request; a refused
+    one means nothing is listening, and every further request would be refused too.
+    """
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
+        return "refused connections"
+    for cause in chain:
+        if any(kind.__name__ in _CONNECT_PHASE for kind in type(cause).__mro__) or (
+            isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS
+        ):
+            return "could not be reached"
+    return None
+
+
 def failure_kind(exc: BaseException) -> str:
     """A short name for the summary's failures-by-kind."""
     status = getattr(exc, "status", None)
@@ -133,6 +162,8 @@ class BatchRunner:
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self.first_failure: BaseException | None = None
+        self.unreachable: str | None = None  # why the batch stopped sending: the endpoint refuses connections
+        self._connect_failures = 0
         self._retries: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -166,8 +197,10 @@ class BatchRunner:
                 with self._cond:
                     self._running += 1
                 self._workers.submit(self._attempt, job, sent_at)
-            if self.fatal is not None or self.stop_on_failure:
+            if self.fatal is not None or self.stop_on_failure or self.unreachable is not None:
                 self._drain()
+            if self.unreachable is not None:
+                self._give_up(feed, self.unreachable)
         except BaseException:
             # Interrupted: send nothing more, give the requests in flight a moment to land (their rows are
             # delivered and checkpointed), then hand control back without waiting for slow ones.
@@ -179,6 +212,13 @@ class BatchRunner:
         return self.tally
 
     def _attempt(self, job: Job, sent_at: int) -> None:
+        if self.unreachable is not None:  # the batch stopped sending while this job waited for a worker
+            self.limiter.release()
+            self._finish(job, Outcome(attempts=job.attempts, error=self.unreachable), failed=True, kind=_NOT_SENT)
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+            return
         job.attempts += 1
         start = time.monotonic()
         try:
@@ -189,6 +229,8 @@ class BatchRunner:
         else:
             latency = time.monotonic() - start
             self.limiter.release()
+            with self._cond:
+                self._connect_failures = 0
             self.limiter.on_success(latency, sent_at)
             usage = getattr(result, "usage", None) or {}
             outcome = Outcome(
@@ -209,12 +251,24 @@ class BatchRunner:
 
     def _failed_attempt(self, job: Job, exc: Exception, sent_at: int) -> None:
         kind, retry_after = classify(exc)
+        why = connect_failure(exc)
+        if why is not None:
+            with self._cond:
+                self._connect_failures += 1
+                if self._connect_failures >= CONNECT_FAILURES_TO_STOP and self.unreachable is None:
+                    self.unreachable = _stopped_sending(exc, why, self._connect_failures)
+                    self.stop.set()
+                stopped = self.unreachable
+            if stopped is not None:
+                self._finish(job, Outcome(attempts=job.attempts, error=stopped), failed=True, kind=why)
+                return
         if kind == "throttle":
             self.limiter.on_throttle(sent_at, retry_after)
             with self._cond:
                 self.tally.throttled += 1
         if kind == "fatal":
-            self.fatal = self.fatal or exc
+            with self._cond:
+                self.fatal = self.fatal or exc
             self.stop.set()
             self._finish(
                 job,
@@ -234,7 +288,8 @@ class BatchRunner:
             kind=failure_kind(exc),
         )
         if self.stop_on_failure:
-            self.first_failure = self.first_failure or exc
+            with self._cond:
+                self.first_failure = self.first_failure or exc
             self.stop.set()
 
     def _finish(self, job: Job, outcome: Outcome, *, failed: bool, kind: str | None = None) -> None:
@@ -248,6 +303,24 @@ class BatchRunner:
                 self.tally.tokens += outcome.completion_tokens or 0
         if self.on_progress is not None:
             self.on_progress(self.tally, self.limiter)
+
+    def note_resumed(self) -> None:
+        """A row was answered already (found in a checkpoint): counted as done, not sent."""
+        with self._cond:
+            self.tally.resumed += 1
+            self.tally.done += 1
+
+    def _give_up(self, feed: Iterable[Job], error: str) -> None:
+        """Fail every row not finished (waiting for a retry, or never sent) with ``error``; nothing is sent."""
+        with self._cond:
+            waiting = [entry[2] for entry in sorted(self._retries)]
+            self._retries.clear()
+            self.tally.retrying = 0
+        for job in itertools.chain(waiting, feed):
+            if job.error is not None:
+                self._finish(job, Outcome(attempts=0, error=job.error), failed=True, kind="template")
+            else:
+                self._finish(job, Outcome(attempts=job.attempts, error=error), failed=True, kind=_NOT_SENT)
 
     def _requeue(self, job: Job, delay: float) -> None:
         with self._cond:
@@ -285,6 +358,16 @@ class BatchRunner:
         """Jobs waiting for a retry when the run stopped."""
         with self._cond:
             return [entry[2] for entry in self._retries]
+
+
+def _stopped_sending(exc: BaseException, why: str, times: int) -> str:
+    """The error of every row the batch could not answer once the endpoint stopped taking connections."""
+    target = getattr(exc, "target", None) or "the endpoint"
+    hint = getattr(exc, "hint", "") or "Check that the deployment is ACTIVE and its URL reachable."
+    return (
+        f"{target} {why} {times} times in a row, so the batch stopped sending. {hint} "
+        "Then run predict_frame again: with checkpoint= only the rows not answered yet are sent."
+    )
 
 
 def _backoff(attempt: int) -> float:

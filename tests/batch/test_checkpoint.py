@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import pytest
+
 from odsc_magics.batch.checkpoint import Checkpoint, row_key
+from odsc_magics.errors import ValidationError
 
 
 def test_row_key_depends_on_prompt_params_and_deployment():
@@ -37,3 +42,18 @@ def test_successes_survive_reopening_and_failures_are_not_done(tmp_path):
     assert again.count() == (1, 1)
     again.record("b", {"text": "ok", "attempts": 1, "error": None})
     assert set(again.done(["a", "b"])) == {"a", "b"}
+
+
+def test_a_sqlite_file_of_another_kind_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "other.sqlite"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE rows (name TEXT)")
+    other.execute("INSERT INTO rows VALUES ('kept')")
+    other.commit()
+    other.close()
+    with pytest.raises(ValidationError, match="of another kind") as caught:
+        Checkpoint(path)
+    assert str(path) in caught.value.message
+    again = sqlite3.connect(path)
+    assert again.execute("SELECT name FROM rows").fetchall() == [("kept",)]
+    again.close()

@@ -1,9 +1,13 @@
-"""The adaptive limiter's arithmetic and the rate cap's bookkeeping."""
+"""The adaptive limiter's arithmetic, its counters under many threads, and the rate cap's bookkeeping."""
 
 from __future__ import annotations
 
 import threading
+import time
 
+import pytest
+
+from odsc_magics.batch import limiter as limiter_module
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
 
 
@@ -113,5 +117,101 @@ def test_acquire_returns_none_once_stopped():
     assert limiter.acquire(stop) is None
 
 
-def test_rate_limiter_without_rate_never_waits():
-    RateLimiter(None).wait()
+class Sleeps:
+    """Stands in for time.sleep in the limiter module: records each wait and lets the clock run on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[float] = []
+        self.now = 1000.0
+        monkeypatch.setattr(limiter_module.time, "sleep", self.sleep)
+        monkeypatch.setattr(limiter_module.time, "monotonic", lambda: self.now)
+
+    def sleep(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_without_rate_never_waits(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    unlimited = RateLimiter(None)
+    for _ in range(1000):
+        unlimited.wait()
+    assert sleeps.calls == []
+
+
+def test_rate_limiter_lets_a_second_worth_through_then_spaces_requests_by_one_over_the_rate(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    capped = RateLimiter(4)
+    for _ in range(4):
+        capped.wait()
+    assert sleeps.calls == []
+    for _ in range(3):
+        capped.wait()
+    assert sleeps.calls == pytest.approx([0.25, 0.25, 0.25])
+
+
+class SlowInt(int):
+    """An in-flight level whose comparisons take a while: widens any read-modify-write done without the lock."""
+
+    def __gt__(self, other: object) -> bool:
+        time.sleep(0.0005)
+        return int(self) > int(other)  # type: ignore[call-overload]
+
+    def __lt__(self, other: object) -> bool:
+        time.sleep(0.0005)
+        return int(self) < int(other)  # type: ignore[call-overload]
+
+
+class SlowFloat(float):
+    """A latency whose arithmetic takes a while (same purpose as SlowInt)."""
+
+    def __rmul__(self, other: object) -> float:
+        time.sleep(0.0005)
+        return float(self) * float(other)  # type: ignore[arg-type]
+
+
+def hammer(limiter: AdaptiveLimiter, threads: int, rounds: int) -> list[int]:
+    """Each thread: acquire, release, report a throttle or a success at its own level; returns the levels."""
+    levels: list[int] = []
+    levels_lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def work(number: int) -> None:
+        start.wait()
+        for round_ in range(rounds):
+            sent_at = limiter.acquire()
+            assert sent_at is not None
+            limiter.release()
+            if round_ % 5 == 4:
+                limiter.on_throttle(sent_at=1)
+                continue
+            level = SlowInt(round_ * threads + number + 1)
+            with levels_lock:
+                levels.append(level)
+            limiter.on_success(SlowFloat(0.01), sent_at=level)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    return levels
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_counters_add_up_under_many_threads(attempt):
+    limiter = AdaptiveLimiter(initial=64, maximum=64)
+    threads, rounds = 16, 25
+    levels = hammer(limiter, threads, rounds)
+    assert len(levels) == threads * rounds * 4 // 5
+    assert limiter.in_flight == 0
+    assert limiter.throttled == threads * rounds // 5
+    assert limiter.worked_level == max(levels)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_fixed_limiter_counts_successes_under_its_lock_too(attempt):
+    limiter = AdaptiveLimiter(fixed=64)
+    levels = hammer(limiter, 16, 25)
+    assert limiter.in_flight == 0
+    assert limiter.worked_level == max(levels)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import random
+import socket
 import threading
 import time
 from types import SimpleNamespace
@@ -10,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from odsc_magics import errors
-from odsc_magics.batch.runner import BatchRunner, Job, Outcome, classify
+from odsc_magics.batch import runner as runner_module
+from odsc_magics.batch.runner import CONNECT_FAILURES_TO_STOP, BatchRunner, Job, Outcome, classify, connect_failure
 
 
 class FlakyEndpoint:
@@ -102,3 +105,69 @@ def test_a_fatal_error_stops_the_batch():
 )
 def test_classify(error, kind):
     assert classify(error)[0] == kind
+
+
+def unreachable(cause: OSError) -> errors.EndpointUnreachableError:
+    """The client's error for a transport failure, with the OS error in its chain as the client leaves it."""
+    try:
+        try:
+            raise cause
+        except OSError:
+            raise errors.EndpointUnreachableError("Could not reach llm-a (ConnectionError).", target="llm-a") from None
+    except errors.EndpointUnreachableError as exc:
+        return exc
+
+
+def test_only_connections_that_could_not_be_opened_count_as_the_endpoint_being_gone():
+    assert connect_failure(unreachable(ConnectionRefusedError(111, "Connection refused"))) == "refused connections"
+    assert connect_failure(unreachable(OSError(errno.EHOSTUNREACH, "No route to host"))) == "could not be reached"
+    assert connect_failure(unreachable(ConnectionResetError(104, "Connection reset by peer"))) is None
+    assert connect_failure(errors.ServerError("boom", status=500)) is None
+
+
+def test_a_name_that_does_not_resolve_counts_as_unreachable():
+    from urllib3.exceptions import NameResolutionError
+
+    lookup = NameResolutionError("llm.example", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+    try:
+        try:
+            raise lookup
+        except NameResolutionError:
+            raise errors.EndpointUnreachableError("Could not reach llm-a (ConnectionError).") from None
+    except errors.EndpointUnreachableError as exc:
+        assert connect_failure(exc) == "could not be reached"
+    assert connect_failure(errors.ServerError("boom", status=500)) is None
+
+
+def test_refused_connections_stop_the_batch_after_a_few_and_fail_the_rest_unsent():
+    def send(job: Job):
+        raise unreachable(ConnectionRefusedError(111, "Connection refused"))
+
+    delivered: dict[int, Outcome] = {}
+    runner = BatchRunner(send, lambda job, outcome: delivered.setdefault(job.position, outcome), concurrency=1)
+    runner.run(Job(i, "x") for i in range(50))
+    assert runner.tally.requests == CONNECT_FAILURES_TO_STOP
+    assert sorted(delivered) == list(range(50))
+    assert all("llm-a refused connections 3 times in a row" in outcome.error for outcome in delivered.values())
+    assert sum(outcome.attempts for outcome in delivered.values()) == CONNECT_FAILURES_TO_STOP
+    assert runner.tally.failed == 50
+
+
+def test_an_answer_between_refusals_and_dropped_connections_keep_the_batch_going(monkeypatch):
+    monkeypatch.setattr(runner_module, "_backoff", lambda attempt: 0.0)
+    outcomes = iter(["refused", "refused", "ok", "refused", "refused", "reset", "reset", "reset", "reset"])
+
+    def send(job: Job):
+        what = next(outcomes, "ok")
+        if what == "refused":
+            raise unreachable(ConnectionRefusedError(111, "Connection refused"))
+        if what == "reset":
+            raise unreachable(ConnectionResetError(104, "Connection reset by peer"))
+        return SimpleNamespace(text="fine", finish_reason="stop", usage={}, latency_s=0.0)
+
+    delivered: dict[int, Outcome] = {}
+    runner = BatchRunner(send, lambda job, outcome: delivered.setdefault(job.position, outcome), concurrency=1,
+                         max_retries=9)  # fmt: skip
+    runner.run(Job(i, "x") for i in range(3))
+    assert runner.unreachable is None
+    assert [delivered[i].error for i in range(3)] == [None, None, None]
