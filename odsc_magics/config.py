@@ -155,13 +155,22 @@ def _coerce_env(name: str, raw: str) -> Any:
     text = raw.strip()
     try:
         if isinstance(trait, Int):
-            return int(text)
-        if isinstance(trait, Float):
-            return float(text)
+            value: Any = int(text)
+        elif isinstance(trait, Float):
+            value = float(text)
+        else:
+            value = None
     except ValueError:
         raise ConfigurationError(
             f"{env}={raw!r} is not a number.", hint=f"Set {env} to a number or unset it."
         ) from None
+    if value is not None:
+        from odsc_magics.arguments import SETTING_RANGES, setting_problem
+
+        problem = setting_problem(name, value) if name in SETTING_RANGES else None
+        if problem is not None:
+            raise ConfigurationError(f"{env}={raw!r} is out of range: it must be {problem}.", hint=f"Fix {env} or unset it.")
+        return value
     if isinstance(trait, Enum) and text not in trait.values:
         allowed = ", ".join(str(v) for v in trait.values if v is not None)
         raise ConfigurationError(

@@ -293,3 +293,20 @@ def test_percent_config_with_an_out_of_range_timeout_names_the_setting(tmp_path)
     assert "LLMMagics.timeout must be a number of seconds above 0, not 0.0" in output
     assert "Traceback" not in output
     assert "timeout is 5.0" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "allowed"),
+    [
+        ("ODSC_MAGICS_TIMEOUT", "0", "above 0"),
+        ("ODSC_MAGICS_TIMEOUT", "-5", "above 0"),
+        ("ODSC_MAGICS_MAX_RETRIES", "-1", "0 or more"),
+        ("ODSC_MAGICS_MAX_TOKENS", "0", "1 or more"),
+        ("ODSC_MAGICS_TEMPERATURE", "-0.1", "0 or more"),
+    ],
+)
+def test_an_environment_value_out_of_range_is_refused_like_percent_config(monkeypatch, variable, raw, allowed) -> None:
+    monkeypatch.setenv(variable, raw)
+    name = variable.removeprefix("ODSC_MAGICS_").lower()
+    with pytest.raises(ConfigurationError, match=f"{variable}='{raw}' is out of range.*{allowed}"):
+        resolve(name, settings=LLMSettings())
