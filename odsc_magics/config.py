@@ -169,7 +169,9 @@ def _coerce_env(name: str, raw: str) -> Any:
 
         problem = setting_problem(name, value) if name in SETTING_RANGES else None
         if problem is not None:
-            raise ConfigurationError(f"{env}={raw!r} is out of range: it must be {problem}.", hint=f"Fix {env} or unset it.")
+            raise ConfigurationError(
+                f"{env}={raw!r} is out of range: it must be {problem}.", hint=f"Fix {env} or unset it."
+            )
         return value
     if isinstance(trait, Enum) and text not in trait.values:
         allowed = ", ".join(str(v) for v in trait.values if v is not None)
