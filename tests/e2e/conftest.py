@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,34 +77,17 @@ class Lab:
             return json.loads(response.read() or b"{}")
 
 
-# Module scope: the server, the backend and Playwright (whose sync API keeps an event loop running in this
-# thread) are gone before the rest of the suite runs.
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    """JupyterLab on 127.0.0.1 with a token, ODSC_MAGICS_BACKEND=local and a deployment made by odsc_magics.deploy."""
-    _needs(shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
-    labextensions = Path(sys.prefix, "share", "jupyter", "labextensions", "odsc-magics", "package.json")
-    _needs(labextensions.exists(), f"the labextension is not installed ({labextensions}): run `make test`")
-
-    from odsc_magics.config import LLMSettings
-    from odsc_magics.control_plane import deploy
-
-    base = tmp_path_factory.mktemp("e2e")
-    state_dir = base / "backend"
-    # Slow enough tokens that the answer visibly streams in (several display updates).
-    backend = start_backend(state_dir, "--deploy-seconds", "0.2", "--ttft-ms", "0", "--tokens-per-s", "25")
-    settings = LLMSettings(backend="local", local_dir=str(state_dir))
-    backend.deployment = deploy(
-        "Mistral-7B-Instruct-v0.3", "VM.GPU.A10.1", name="e2e-llm", progress=False, settings=settings
-    )
-
-    root = base / "notebooks"
-    root.mkdir()
-    config_dir = base / "config"
-    config_dir.mkdir()
+@contextlib.contextmanager
+def running_lab(base: Path, state_dir: Path, root: Path) -> Iterator[Lab]:
+    """A JupyterLab server process on 127.0.0.1 with a token, serving ``root`` with ODSC_MAGICS_BACKEND=local on
+    the backend in ``state_dir``; stopped on exit. Servers started on the same ``base`` share their Jupyter data
+    directory (the notebook signing secret), as two runs of JupyterLab by one user do."""
+    lab_dir = base / f"lab-{secrets.token_hex(4)}"
+    config_dir = lab_dir / "config"
+    config_dir.mkdir(parents=True)
     (config_dir / "jupyter_lab_config.py").write_text(LAB_CONFIG)
     # No "get notified about Jupyter news?" toast in the screenshots.
-    notification = base / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification = lab_dir / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     token = secrets.token_hex(16)
@@ -116,12 +101,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         ODSC_MAGICS_BACKEND="local",
         ODSC_MAGICS_LOCAL_DIR=str(state_dir),
         JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        JUPYTER_DATA_DIR=str(base / "jupyter-data"),
+        JUPYTER_RUNTIME_DIR=str(lab_dir / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(lab_dir / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(lab_dir / "workspaces"),
         PYDEVD_DISABLE_FILE_VALIDATION="1",
     )
-    log = base / "lab.log"
+    log = lab_dir / "lab.log"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -140,8 +126,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    running = Lab(url, token, root, backend, process, log)
+    running = Lab(f"http://127.0.0.1:{port}", token, root, None, process, log)
     try:
         for _ in range(600):
             if process.poll() is not None:
@@ -160,6 +145,41 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=15)
+
+
+def needs_browser_and_extension() -> None:
+    """Chromium and the installed labextension, or skip (fail in CI)."""
+    _needs(shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
+    labextensions = Path(sys.prefix, "share", "jupyter", "labextensions", "odsc-magics", "package.json")
+    _needs(labextensions.exists(), f"the labextension is not installed ({labextensions}): run `make test`")
+
+
+# Module scope: the server, the backend and Playwright (whose sync API keeps an event loop running in this
+# thread) are gone before the rest of the suite runs.
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    """JupyterLab on 127.0.0.1 with a token, ODSC_MAGICS_BACKEND=local and a deployment made by odsc_magics.deploy."""
+    needs_browser_and_extension()
+
+    from odsc_magics.config import LLMSettings
+    from odsc_magics.control_plane import deploy
+
+    base = tmp_path_factory.mktemp("e2e")
+    state_dir = base / "backend"
+    # Slow enough tokens that the answer visibly streams in (several display updates).
+    backend = start_backend(state_dir, "--deploy-seconds", "0.2", "--ttft-ms", "0", "--tokens-per-s", "25")
+    try:
+        settings = LLMSettings(backend="local", local_dir=str(state_dir))
+        backend.deployment = deploy(
+            "Mistral-7B-Instruct-v0.3", "VM.GPU.A10.1", name="e2e-llm", progress=False, settings=settings
+        )
+        root = base / "notebooks"
+        root.mkdir()
+        with running_lab(base, state_dir, root) as running:
+            running.backend = backend
+            yield running
+    finally:
         backend.stop()
 
 
