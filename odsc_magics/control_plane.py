@@ -768,18 +768,11 @@ def get_deployment(id_or_name: str, *, settings: LLMSettings | None = None) -> D
 
 def _newest_deleted(context: Any, name: str) -> Any:
     """The newest DELETED deployment named ``name`` (read in full when the service still has it), or None."""
-    import oci
+    from odsc_magics.targets import find_deployments_by_name
 
     if not context.compartment_id:
         return None
-    found = context.call(
-        f"Listing model deployments named {name!r}",
-        oci.pagination.list_call_get_all_results,
-        context.data_science().list_model_deployments,
-        compartment_id=context.compartment_id,
-        display_name=name,
-    ).data
-    deleted = [d for d in found if d.display_name == name and d.lifecycle_state == "DELETED"]
+    deleted = find_deployments_by_name(context, name, deleted=True)
     if not deleted:
         return None
     newest = max(deleted, key=lambda d: d.time_created)

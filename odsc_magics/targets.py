@@ -41,8 +41,9 @@ def split_url(url: str) -> tuple[str, str | None]:
     return base, ocid
 
 
-def find_deployments_by_name(context, name: str) -> list:
-    """Non-DELETED model deployments of the context's compartment whose display name is exactly ``name``."""
+def find_deployments_by_name(context, name: str, *, deleted: bool = False) -> list:
+    """Model deployments of the context's compartment whose display name is exactly ``name``: the live ones, or
+    with ``deleted`` the DELETED ones."""
     import oci
 
     if not context.compartment_id:
@@ -58,15 +59,19 @@ def find_deployments_by_name(context, name: str) -> list:
         compartment_id=context.compartment_id,
         display_name=name,
     ).data
-    return [d for d in found if d.display_name == name and d.lifecycle_state != "DELETED"]
+    return [d for d in found if d.display_name == name and (d.lifecycle_state == "DELETED") == deleted]
 
 
 def _resolve_name(context, name: str) -> ResolvedTarget:
     matches = find_deployments_by_name(context, name)
     if not matches:
+        gone = bool(find_deployments_by_name(context, name, deleted=True))
         raise NotFoundError(
-            f"No model deployment named {name!r} in compartment {context.compartment_id}.",
-            hint="`%llm_deploy list` (or odsc_magics.deployments()) lists them; a target may also be "
+            f"The model deployment named {name!r} was deleted."
+            if gone
+            else f"No model deployment named {name!r} in compartment {context.compartment_id}.",
+            hint=("Deploy it again (`%llm_deploy create ...`) or pick another: " if gone else "")
+            + "`%llm_deploy list` (or odsc_magics.deployments()) lists them; a target may also be "
             "a deployment OCID or URL.",
             target=name,
         )

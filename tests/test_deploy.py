@@ -197,6 +197,15 @@ def test_a_deleted_deployment_is_found_by_name_when_no_live_one_has_it(settings:
         api.get_deployment("never-was", settings=settings)
 
 
+def test_prompting_a_deleted_deployment_by_name_says_it_was_deleted(settings: LLMSettings) -> None:
+    from odsc_magics import connect
+
+    api.deploy(MODEL, "VM.GPU.A10.1", name="retired", progress=False, settings=settings).delete(force=True)
+    with pytest.raises(NotFoundError, match="'retired' was deleted") as caught:
+        connect("retired", settings=settings).complete("Hello")
+    assert "Deploy it again" in caught.value.hint
+
+
 def test_actions_without_wait_return_at_once(settings: LLMSettings) -> None:
     deployment = api.deploy(MODEL, "VM.GPU.A10.1", name="nowait", progress=False, settings=settings)
     assert deployment.deactivate(wait=False).state in ("UPDATING", "INACTIVE")
