@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["DONE", "iter_data", "raw_chunks"]
+__all__ = ["DONE", "EventData", "iter_data", "raw_chunks"]
 
 DONE = b"[DONE]"
 _READ_SIZE = 65536
@@ -27,27 +27,45 @@ def raw_chunks(raw: Any) -> Iterator[bytes]:
         yield data
 
 
-def iter_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The data of each complete event, stripped: its `data:` lines joined with a newline (WHATWG EventSource).
+class EventData:
+    """Feed response bytes as they arrive; get back the data of each event they complete (WHATWG EventSource).
 
-    An event ends at a blank line; other fields and comments are ignored; an unfinished event at the end
-    of the stream is dropped.
+    An event's `data:` lines join with a newline and the result is stripped; an event ends at a blank line;
+    other fields and comments are ignored. The client's stream and the local backend's relay both parse with it.
     """
-    pending = b""
-    data: list[bytes] = []
-    for chunk in chunks:
-        if pending:
-            chunk = pending + chunk
+
+    __slots__ = ("_data", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The data of every event that ``chunk`` completes, in order (often none)."""
+        if self._pending:
+            chunk = self._pending + chunk
         lines = chunk.split(b"\n")
-        pending = lines.pop()
+        self._pending = lines.pop()
+        events: list[bytes] = []
+        data = self._data
         for line in lines:
             if line[-1:] == b"\r":
                 line = line[:-1]
             if not line:
                 if data:
-                    yield b"\n".join(data).strip()
-                    data = []
+                    events.append(b"\n".join(data).strip())
+                    data = self._data = []
             elif line[:5] == b"data:":
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif line == b"data":
                 data.append(b"")
+        return events
+
+
+def iter_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The data of each complete event of a stream; an unfinished event at the end of the stream is dropped."""
+    parser = EventData()
+    for chunk in chunks:
+        events = parser.feed(chunk)
+        if events:
+            yield from events

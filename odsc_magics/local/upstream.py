@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from odsc_magics.local.openai_wire import DONE_FRAME, EngineReply, error_reply, frame, route_reply
+from odsc_magics.sse import DONE, EventData
 
 __all__ = ["OpenAIEngine"]
 
@@ -136,31 +137,19 @@ class OpenAIEngine:
     async def _relay(self, resp: Any, rewrite: bool) -> AsyncIterator[bytes]:
         """Re-frame the upstream's SSE events as ``data: ...\\n\\n``, ending with ``data: [DONE]``."""
         done = False
-        data: list[bytes] = []
+        parser = EventData()
         try:
-            async for raw_line in resp.content:
-                line = raw_line.rstrip(b"\r\n")
-                if line.startswith(b"data:"):
-                    data.append(line[5:].removeprefix(b" "))
-                    continue
-                if line or not data:
-                    continue  # comments, event names, ids; or a blank line with nothing pending
-                payload = b"\n".join(data)
-                data = []
-                frame = self._reframe(payload, rewrite)
-                done = done or payload == b"[DONE]"
-                yield frame
-            if data:
-                payload = b"\n".join(data)
-                done = done or payload == b"[DONE]"
-                yield self._reframe(payload, rewrite)
+            async for chunk in resp.content.iter_any():
+                for payload in parser.feed(chunk):
+                    done = done or payload == DONE
+                    yield self._reframe(payload, rewrite)
         finally:
             resp.release()
         if not done:
             yield DONE_FRAME
 
     def _reframe(self, payload: bytes, rewrite: bool) -> bytes:
-        if payload == b"[DONE]":
+        if payload == DONE:
             return DONE_FRAME
         try:
             event = json.loads(payload)
