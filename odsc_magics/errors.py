@@ -14,6 +14,7 @@
     │   └── ServerError             5xx, after retries
     ├── EndpointUnreachableError    connection refused, reset or timed out, after retries
     ├── StreamInterruptedError      a stream ended before it finished (.partial holds the text so far)
+    ├── CheckpointError             a batch's checkpoint file could not be written mid-run
     └── DeploymentFailedError       a deployment went FAILED (.diagnosis explains why)
 
 The Python API raises these with full tracebacks; the magics turn them into IPython's
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "CheckpointError",
     "ConfigurationError",
     "DeploymentFailedError",
     "DeploymentNotActiveError",
@@ -148,6 +150,10 @@ class StreamInterruptedError(OdscMagicsError):
     def __init__(self, message: str, *, partial: Any = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.partial = partial
+
+
+class CheckpointError(OdscMagicsError):
+    """A batch's checkpoint could not be written mid-run (disk full, locked by another program, removed)."""
 
 
 class DeploymentFailedError(OdscMagicsError):

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from odsc_magics.errors import ValidationError
+from odsc_magics.errors import CheckpointError, ValidationError
 
 FIELDS = ("text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts", "error")
 
@@ -50,6 +50,7 @@ class Checkpoint:
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()
         self._db = self._open()
+        self._broken: CheckpointError | None = None
 
     def _open(self) -> sqlite3.Connection:
         """Open or create the database; anything unusable becomes a ValidationError naming the path."""
@@ -100,11 +101,23 @@ class Checkpoint:
         ok = 1 if outcome.get("error") is None else 0
         values = [outcome.get(name) for name in FIELDS]
         with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO rows (key, ok, {', '.join(FIELDS)}, finished_at) "
-                f"VALUES (?, ?, {', '.join('?' * len(FIELDS))}, ?)",
-                [key, ok, *values, time.time()],
-            )
+            if self._broken is not None:  # fail fast: each write would wait out SQLite's busy timeout again
+                raise self._broken
+            try:
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO rows (key, ok, {', '.join(FIELDS)}, finished_at) "
+                    f"VALUES (?, ?, {', '.join('?' * len(FIELDS))}, ?)",
+                    [key, ok, *values, time.time()],
+                )
+            except sqlite3.Error as exc:
+                self._broken = CheckpointError(
+                    f"checkpoint {self.path} could not be written ({exc}); the batch stopped.",
+                    hint="The answered rows are in the error's .partial (and odsc_magics.last_partial()). "
+                    "Make the file writable again (free disk space, close the program holding it) or pass "
+                    "another checkpoint=, then run again: rows it already holds are not sent again.",
+                    target=str(self.path),
+                )
+                raise self._broken from None
 
     def count(self) -> tuple[int, int]:
         """(successful rows, failed rows) recorded."""

@@ -293,7 +293,12 @@ class BatchRunner:
             self.stop.set()
 
     def _finish(self, job: Job, outcome: Outcome, *, failed: bool, kind: str | None = None) -> None:
-        self.deliver(job, outcome)
+        try:
+            self.deliver(job, outcome)
+        except Exception as exc:  # e.g. the checkpoint cannot be written: stop rather than lose track silently
+            with self._cond:
+                self.fatal = self.fatal or exc
+            self.stop.set()
         with self._cond:
             if failed:
                 self.tally.failed += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import sqlite3
 import threading
 import time
 
@@ -160,6 +161,50 @@ class StopsTheBackend:
             self.backend.stop()  # the process has exited when this returns
             self.stopped = True
         return result
+
+
+class LocksTheCheckpoint:
+    """The real endpoint; its ``after``-th answer has another connection take the checkpoint's write lock, as
+    another program holding the file would."""
+
+    def __init__(self, endpoint, path, after: int) -> None:
+        self.endpoint = endpoint
+        self.path = path
+        self.after = after
+        self.lock = threading.Lock()
+        self.answered = 0
+        self.holder = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.endpoint, name)
+
+    def complete(self, prompt: str, **params):
+        result = self.endpoint.complete(prompt, **params)
+        with self.lock:
+            self.answered += 1
+            if self.answered == self.after:
+                self.holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self.holder.execute("BEGIN EXCLUSIVE")
+        return result
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_batch_keeping_every_answer(backend, tmp_path):
+    path = tmp_path / "run.sqlite"
+    locking = LocksTheCheckpoint(endpoint_of(backend), path, after=10)
+    with pytest.raises(BatchError) as caught:
+        predict_frame(reviews(200), "Classify: {{ text }}", deployment=locking, checkpoint=str(path),
+                      concurrency=1, progress=False, max_tokens=6)  # fmt: skip
+    locking.holder.rollback()
+    locking.holder.close()
+    assert isinstance(caught.value.__cause__, errors.CheckpointError)
+    assert f"checkpoint {path} could not be written" in str(caught.value)
+    assert "run again" in caught.value.hint
+    partial = caught.value.partial
+    # Every answer is in the result, the batch stopped sending, and the checkpoint holds the rows before the lock
+    assert int(partial["completion"].notna().sum()) == locking.answered
+    assert locking.answered < 200
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == 9
 
 
 @pytest.mark.parametrize("on_error", ["record", "raise"])
