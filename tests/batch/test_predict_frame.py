@@ -235,7 +235,7 @@ def test_a_backend_that_stops_mid_batch_stops_the_batch_keeping_every_answer(bac
     assert len(stopped_rows) >= 300 - len(stopping.answered) - concurrency
     first = stopped_rows.iat[0]
     assert endpoint.label in first and "refused connections" in first
-    assert "odsc-magics local" in first and "checkpoint=" in first
+    assert "starts the local backend anew" in first and "checkpoint=" in first
     assert int(out.loc[~answered, "attempts"].sum()) == stopping.unanswered  # each request shows in its row
     assert int((out.loc[~answered, "attempts"] == 0).sum()) >= 300 - len(stopping.answered) - 2 * concurrency
 
