@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 
 import pytest
 from aiohttp import web
+from stub_server import serve_in_thread
 
 CHAT = {"model": "odsc-llm", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -46,29 +45,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 @pytest.fixture
 def upstream():
     """A minimal OpenAI-compatible server on a loopback port, in a thread."""
-    ready = threading.Event()
-    state: dict = {}
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/v1/models", _models)
-        app.router.add_post("/v1/chat/completions", _chat)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        state["stop"] = asyncio.Event()
-        ready.set()
-        await state["stop"].wait()
-        await runner.cleanup()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield state["url"]
-    loop.call_soon_threadsafe(state["stop"].set)
-    thread.join(10)
+    app = web.Application()
+    app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/chat/completions", _chat)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_openai_engine_relays_json_and_streams(backend_factory, upstream):

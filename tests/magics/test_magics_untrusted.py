@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 
 import pytest
 from aiohttp import web
 from kernel_helpers import failed, llm_outputs, texts
 from rendering import inspect, render_both, visible
+from stub_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -63,30 +62,12 @@ async def _models(request: web.Request) -> web.Response:
 @pytest.fixture(scope="module")
 def stub_model():
     """An OpenAI-compatible server on a loopback port whose every answer is ANSWER."""
-    ready = threading.Event()
-    state: dict = {}
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/v1/models", _models)
-        app.router.add_post("/v1/completions", _answer)
-        app.router.add_post("/v1/chat/completions", _answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        state["stop"] = asyncio.Event()
-        ready.set()
-        await state["stop"].wait()
-        await runner.cleanup()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield state["url"]
-    loop.call_soon_threadsafe(state["stop"].set)
-    thread.join(10)
+    app = web.Application()
+    app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/completions", _answer)
+    app.router.add_post("/v1/chat/completions", _answer)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

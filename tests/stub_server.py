@@ -1,0 +1,37 @@
+"""An aiohttp app on a loopback port in a thread of its own: the stub model servers of the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+
+@contextmanager
+def serve_in_thread(app: web.Application) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port) until the block ends; yields its base URL."""
+    ready = threading.Event()
+    state: dict = {}
+
+    async def serve() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        state["stop"] = asyncio.Event()
+        ready.set()
+        await state["stop"].wait()
+        await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the stub server did not start"
+    try:
+        yield state["url"]
+    finally:
+        loop.call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
