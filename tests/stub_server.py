@@ -35,3 +35,16 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
     finally:
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(10)
+
+
+async def _models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
+
+
+def openai_app(answer) -> web.Application:
+    """An OpenAI-compatible model server: ``answer`` (an aiohttp handler) serves both completion routes."""
+    app = web.Application()
+    app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/completions", answer)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from stub_server import serve_in_thread
+from stub_server import openai_app, serve_in_thread
 
 from odsc_magics.local.testing import DEFAULT_MODEL, start_backend
 from odsc_magics.vllm_container import BASE_PARAMS, deployment_details
@@ -152,9 +152,6 @@ def _chunks(text: str, size: int = 9) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-async def _models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
-
 
 async def _answer(request: web.Request) -> web.StreamResponse:
     body = await request.json()
@@ -181,11 +178,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
 @pytest.fixture(scope="module")
 def stub_model():
     """An OpenAI-compatible server on a loopback port whose every answer is ANSWER."""
-    app = web.Application()
-    app.router.add_get("/v1/models", _models)
-    app.router.add_post("/v1/completions", _answer)
-    app.router.add_post("/v1/chat/completions", _answer)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(openai_app(_answer)) as url:
         yield url
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from kernel_helpers import failed, llm_outputs, texts
 from rendering import inspect, render_both, visible
-from stub_server import serve_in_thread
+from stub_server import openai_app, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -55,18 +55,11 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
-
 
 @pytest.fixture(scope="module")
 def stub_model():
     """An OpenAI-compatible server on a loopback port whose every answer is ANSWER."""
-    app = web.Application()
-    app.router.add_get("/v1/models", _models)
-    app.router.add_post("/v1/completions", _answer)
-    app.router.add_post("/v1/chat/completions", _answer)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(openai_app(_answer)) as url:
         yield url
 
 
