@@ -63,5 +63,5 @@ def test_cuda_reports_less_than_the_datasheet():
 
 
 def test_unknown_gpu_names_the_known_ones():
-    with pytest.raises(ValueError, match="known GPUs: .*A10.*H100"):
+    with pytest.raises(ValueError, match=r"known GPUs: .*A10.*H100"):
         gpu("Z900")
