@@ -57,7 +57,7 @@ NCCL_GIB = 1.79  # more per GPU when tensor parallel (3.58 GiB at TP 2 in the sa
 ACTIVATION_BYTES = 40.0  # activation peak per token of the profile run, per unit of hidden size
 
 # ---- speed: calibrated against these published vLLM measurements (read 2026-11-29); tests/test_serving.py holds
-# the simulation within ±25% of each (with these constants it is within ±13%):
+# the simulation within ±25% of each (with these constants it is within ±22%):
 # - johnmusgrave.com, "vLLM throughput-latency sweep on NVIDIA A100": Llama-3.1-8B-Instruct BF16, one A100 40 GB,
 #   vLLM 0.23, `vllm bench serve` random 1,024 in / 128 out, --ignore-eos, 20 × C prompts at max concurrency C:
 #   ≈ 75 output tok/s at C = 1, 6.6 × that at C = 8.
@@ -69,6 +69,10 @@ ACTIVATION_BYTES = 40.0  # activation peak per token of the profile run, per uni
 #   256 in / 256 out: 24.32 requests/s (6,226 output tok/s).
 # - vllm-project/vllm issue #4702 (2024-05-09): Meta-Llama-3-8B-Instruct, one RTX A6000, benchmark_throughput
 #   1,000 prompts of 128 in / 128 out: 16.94 requests/s (2,168 output tok/s).
+# - neuralmagic/nm-vllm nightly benchmark (commit 4c04122, May 2024): Llama-2-7b-chat-hf on one A10G (AWS's A10,
+#   24 GB, 600 GB/s), benchmark_throughput 1,000 prompts of 256 in / 128 out: 3.84 prompts/s (491 output tok/s).
+# - yobitelcomm.github.io/bench/recipes/concurrency-sweep: Llama-3.1-8B-Instruct on one H100, vLLM 0.21: 6.48 ms
+#   per output token at concurrency 1; databasemart's A40 run above: median 35.96 ms at 50.
 BANDWIDTH_EFFICIENCY = 0.90  # share of the datasheet's memory bandwidth a decode step achieves
 FLOPS_EFFICIENCY = 0.65  # share of the datasheet's dense BF16 TFLOPS a prefill achieves
 STEP_OVERHEAD_S = 0.001  # per step: scheduling, sampling, launches

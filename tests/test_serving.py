@@ -157,6 +157,20 @@ MEASUREMENTS = [
     # github.com/vllm-project/vllm/issues/4702 (2024-05-09): Meta-Llama-3-8B-Instruct on an RTX A6000,
     # benchmark_throughput.py --input-len 128 --output-len 128 (1,000 prompts): "Throughput: 16.94 requests/s"
     ("A6000 offline", LLAMA_3_8B, "A6000", "--max-num-batched-tokens 8192", 128, 128, 1000, 1000, 16.94 * 128),
+    # github.com/neuralmagic/nm-vllm commit 4c04122 (nightly benchmark, May 2024): NousResearch/Llama-2-7b-chat-hf,
+    # max_model_len 4,096, benchmark_throughput --input-len 256 --output-len 128 --num-prompts 1000 on "NVIDIA A10G x
+    # 1" (AWS's A10: 24 GB GDDR6, 600 GB/s): 3.8367 prompts/s. Llama 2's 32 KV heads fill the cache fast: preemptions.
+    (
+        "A10 offline",
+        LLAMA_2_7B,
+        "A10",
+        "--max-model-len 4096 --max-num-batched-tokens 4096",
+        256,
+        128,
+        1000,
+        1000,
+        3.8367 * 128,
+    ),
 ]
 
 
@@ -173,3 +187,28 @@ def test_simulation_is_within_25_percent_of_published_measurements(
     cfg = engine_config(model, _one(gpu), params)
     run = simulate(cfg, concurrency=concurrency, input_tokens=prompt, output_tokens=answer, requests=requests)
     assert run.output_tok_s == pytest.approx(measured, rel=0.25), f"{label}: {run.output_tok_s:.0f} tok/s"
+
+
+# Time per output token: how fast one sequence's tokens arrive, read 2026-11-29.
+# - yobitelcomm.github.io/bench/recipes/concurrency-sweep: Llama-3.1-8B-Instruct fp16 on one H100 80 GB, vLLM 0.21.0,
+#   a short chat workload: tpot_p50 6.48 ms at concurrency 1.
+# - databasemart.com/blog/vllm-gpu-benchmark-a40: Llama-3.1-8B-Instruct on an A40, 50 requests of 100 in / up to
+#   600 out at once: median TPOT 35.96 ms.
+TPOT = [
+    ("H100 c1", LLAMA_8B, "H100", 128, 128, 1, 6.48e-3),
+    ("A40 c50", LLAMA_8B, "A40", 100, 600, 50, 35.96e-3),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "model", "gpu", "prompt", "answer", "concurrency", "tpot"), TPOT, ids=[t[0] for t in TPOT]
+)
+def test_time_per_output_token_is_within_25_percent_of_published_measurements(
+    label, model, gpu, prompt, answer, concurrency, tpot
+):
+    from odsc_magics.scheduling import simulate
+
+    cfg = engine_config(model, _one(gpu), "--max-model-len 8192")
+    run = simulate(cfg, concurrency=concurrency, input_tokens=prompt, output_tokens=answer, requests=concurrency)
+    ours = (run.p50_latency_s - run.p50_ttft_s) / (answer - 1)
+    assert ours == pytest.approx(tpot, rel=0.25), f"{label}: {ours * 1e3:.2f} ms"
