@@ -213,9 +213,15 @@ def memory(cfg: EngineConfig) -> Memory:
 # ------------------------------------------------------------------------------------------------- speed
 
 
-def step_seconds(cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv_tokens: int) -> float:
+def step_seconds(
+    cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_attended: int | None = None
+) -> float:
     """Simulated seconds of one engine step over ``prefill_tokens`` prompt tokens and ``decode_seqs`` decoding
-    sequences that attend to ``kv_tokens`` tokens of KV cache in all."""
+    sequences that attend to ``kv_tokens`` tokens of KV cache in all.
+
+    ``prefill_attended`` is the sum, over the prompt tokens, of the tokens each attends to (its attention costs
+    4 × layers × hidden FLOPs per pair, which matters for long prompts); default: one chunk from a fresh prompt.
+    """
     gpu = _gpu(cfg.shape)
     if not gpu.bandwidth_gbps:
         raise ValueError(f"no speed figures for the GPUs of {cfg.shape.name}")
@@ -224,7 +230,10 @@ def step_seconds(cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv
     read = model.weights_gb * 1e9 / tp + kv_tokens * _kv_bytes_per_gpu(cfg)
     memory_s = read / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
     tokens = prefill_tokens + decode_seqs
-    compute_s = 2.0 * model.parameters_b * 1e9 * tokens / (tp * gpu.bf16_tflops * 1e12 * FLOPS_EFFICIENCY)
+    if prefill_attended is None:
+        prefill_attended = prefill_tokens * (prefill_tokens + 1) // 2
+    flops = 2.0 * model.parameters_b * 1e9 * tokens + 4.0 * (model.layers or 32) * _hidden(model) * prefill_attended
+    compute_s = flops / (tp * gpu.bf16_tflops * 1e12 * FLOPS_EFFICIENCY)
     seconds = max(memory_s, compute_s) + STEP_OVERHEAD_S + SEQ_OVERHEAD_S * (decode_seqs + (1 if prefill_tokens else 0))
     if tp > 1:
         layers = model.layers or 32
@@ -265,15 +274,16 @@ def _cycle_tok_s(cfg: EngineConfig, seqs: int, input_tokens: int, output_tokens:
     budget = cfg.max_num_batched_tokens
     if seqs == 1:
         chunks = max(1, math.ceil(input_tokens / budget))
-        prefill = sum(
-            step_seconds(
+        prefill = 0.0
+        for i in range(chunks):
+            chunk = min(budget, input_tokens - i * budget)
+            prefill += step_seconds(
                 cfg,
-                prefill_tokens=min(budget, input_tokens - i * budget),
+                prefill_tokens=chunk,
                 decode_seqs=0,
-                kv_tokens=min(input_tokens, (i + 1) * budget),
+                kv_tokens=i * budget + chunk,
+                prefill_attended=chunk * i * budget + chunk * (chunk + 1) // 2,
             )
-            for i in range(chunks)
-        )
         decode = (output_tokens - 1) * step_seconds(
             cfg, prefill_tokens=0, decode_seqs=1, kv_tokens=input_tokens + output_tokens // 2
         )
@@ -283,7 +293,8 @@ def _cycle_tok_s(cfg: EngineConfig, seqs: int, input_tokens: int, output_tokens:
     chunk = min(budget - seqs, input_tokens)
     prefill_steps = seqs * input_tokens / chunk
     kv = round(seqs * (input_tokens + output_tokens / 2))
-    mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv)
+    attended = chunk * (input_tokens - chunk) // 2 + chunk * (chunk + 1) // 2  # a chunk starts mid-prompt on average
+    mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv, prefill_attended=attended)
     decode = step_seconds(cfg, prefill_tokens=0, decode_seqs=seqs, kv_tokens=kv)
     cycle = prefill_steps * mixed + max(0.0, output_tokens - prefill_steps) * decode
     return seqs * output_tokens / cycle

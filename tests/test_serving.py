@@ -212,3 +212,19 @@ def test_time_per_output_token_is_within_25_percent_of_published_measurements(
     run = simulate(cfg, concurrency=concurrency, input_tokens=prompt, output_tokens=answer, requests=concurrency)
     ours = (run.p50_latency_s - run.p50_ttft_s) / (answer - 1)
     assert ours == pytest.approx(tpot, rel=0.25), f"{label}: {ours * 1e3:.2f} ms"
+
+
+def test_long_prompts_cost_more_than_their_tokens_alone():
+    # Attention over a prompt grows with its square: the second 16k of a 32k prompt costs more than the first 16k
+    cfg = engine_config(LLAMA_8B, "BM.GPU.H100.8", "--tensor-parallel-size 1 --max-num-batched-tokens 16384")
+    first = step_seconds(cfg, prefill_tokens=16384, decode_seqs=0, kv_tokens=16384)
+    second = step_seconds(
+        cfg, prefill_tokens=16384, decode_seqs=0, kv_tokens=32768, prefill_attended=16384 * 16384 + 16384 * 16385 // 2
+    )
+    assert second > 1.3 * first
+    # and a 32k-token prompt takes more than twice as long to prefill as a 16k one
+    from odsc_magics.scheduling import simulate
+
+    short = simulate(cfg, concurrency=1, input_tokens=16384, output_tokens=2, requests=1)
+    long = simulate(cfg, concurrency=1, input_tokens=32768, output_tokens=2, requests=1)
+    assert long.p50_ttft_s > 2.2 * short.p50_ttft_s
