@@ -288,13 +288,32 @@ def _cycle_tok_s(cfg: EngineConfig, seqs: int, input_tokens: int, output_tokens:
             cfg, prefill_tokens=0, decode_seqs=1, kv_tokens=input_tokens + output_tokens // 2
         )
         return output_tokens / (prefill + decode)
-    # Requests drift apart in a closed loop: each prompt is prefilled in its own step(s) of up to ``budget``
-    # tokens, alongside the others' decoding; the remaining steps only decode.
-    chunk = min(budget - seqs, input_tokens)
-    prefill_steps = seqs * input_tokens / chunk
-    kv = round(seqs * (input_tokens + output_tokens / 2))
-    attended = chunk * (input_tokens - chunk) // 2 + chunk * (chunk + 1) // 2  # a chunk starts mid-prompt on average
-    mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv, prefill_attended=attended)
-    decode = step_seconds(cfg, prefill_tokens=0, decode_seqs=seqs, kv_tokens=kv)
-    cycle = prefill_steps * mixed + max(0.0, output_tokens - prefill_steps) * decode
-    return seqs * output_tokens / cycle
+    # Requests drift apart in a closed loop. While the prompts fit the steps every sequence needs for its answer,
+    # each prompt is prefilled in its own step(s) of up to ``budget`` tokens alongside the others' decoding and the
+    # remaining steps only decode; when they do not fit, every step is a full budget of prompt and decode tokens.
+    steps_for_tokens = seqs * (input_tokens + output_tokens - 1) / budget
+    if steps_for_tokens <= output_tokens:
+        chunk = min(budget - seqs, input_tokens)
+        prefill_steps = seqs * input_tokens / chunk
+        kv = round(seqs * (input_tokens + output_tokens / 2))
+        attended = chunk * (input_tokens - chunk) // 2 + chunk * (chunk + 1) // 2  # chunks start mid-prompt on average
+        mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv, prefill_attended=attended)
+        decode = step_seconds(cfg, prefill_tokens=0, decode_seqs=seqs, kv_tokens=kv)
+        cycle = prefill_steps * mixed + max(0.0, output_tokens - prefill_steps) * decode
+        return seqs * output_tokens / cycle
+    decoding = seqs * (output_tokens - 1) / steps_for_tokens
+    prompt = budget - decoding
+    if prompt >= input_tokens:  # whole prompts in a step
+        attended = prompt / input_tokens * input_tokens * (input_tokens + 1) / 2
+        prompt_kv = prompt
+    else:  # a chunk of a prompt, starting mid-prompt on average
+        attended = prompt * (input_tokens - prompt) / 2 + prompt * (prompt + 1) / 2
+        prompt_kv = (input_tokens - prompt) / 2 + prompt
+    step = step_seconds(
+        cfg,
+        prefill_tokens=round(prompt),
+        decode_seqs=round(decoding),
+        kv_tokens=round(decoding * (input_tokens + output_tokens / 2) + prompt_kv),
+        prefill_attended=round(attended),
+    )
+    return seqs * output_tokens / (steps_for_tokens * step)

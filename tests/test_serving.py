@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from odsc_magics.serving import engine_config, estimate, memory, step_seconds
+from odsc_magics.serving import Estimate, engine_config, estimate, memory, step_seconds
 from odsc_magics.sizing import model_spec_from
 
 LLAMA_8B = model_spec_from("Meta-Llama-3.1-8B-Instruct")
@@ -60,16 +60,42 @@ def test_decode_is_memory_bound_and_prefill_compute_bound():
     assert step_seconds(cfg, prefill_tokens=4096, decode_seqs=0, kv_tokens=4096) == pytest.approx(2 * prefill, rel=0.1)
 
 
-def test_estimate_agrees_with_the_simulation():
+@pytest.mark.parametrize(
+    ("model", "shape", "params", "prompt", "answer"),
+    [
+        (MISTRAL, "VM.GPU.A10.1", "--max-model-len 4096", 1000, 500),
+        (MISTRAL, "VM.GPU.A10.2", "--max-model-len 8192", 6000, 300),  # prompts outweigh answers: token-bound steps
+        (LLAMA_8B, "BM.GPU.A10.4", "--max-model-len 8192", 2000, 100),
+        (LLAMA_70B, "BM.GPU4.8", "--max-model-len 8192", 1000, 500),
+        (LLAMA_8B, "BM.GPU.H100.8", "--max-model-len 8192", 6000, 300),
+    ],
+)
+def test_estimate_agrees_with_the_simulation(model, shape, params, prompt, answer):
     from odsc_magics.scheduling import simulate
 
-    cfg = engine_config(MISTRAL, "VM.GPU.A10.1", "--max-model-len 4096")
-    guess = estimate(cfg, input_tokens=1000, output_tokens=500)
+    cfg = engine_config(model, shape, params)
+    guess = estimate(cfg, input_tokens=prompt, output_tokens=answer)
     assert 0 < guess.max_concurrent_seqs <= cfg.max_num_seqs
-    alone = simulate(cfg, concurrency=1, input_tokens=1000, output_tokens=500, requests=3)
-    assert guess.output_tok_s_1 == pytest.approx(alone.output_tok_s, rel=0.1)
-    full = simulate(cfg, concurrency=guess.max_concurrent_seqs, input_tokens=1000, output_tokens=500)
-    assert guess.output_tok_s_saturated == pytest.approx(full.output_tok_s, rel=0.15)
+    alone = simulate(cfg, concurrency=1, input_tokens=prompt, output_tokens=answer, requests=3)
+    assert guess.output_tok_s_1 == pytest.approx(alone.output_tok_s, rel=0.05)
+    full = simulate(cfg, concurrency=guess.max_concurrent_seqs, input_tokens=prompt, output_tokens=answer)
+    assert guess.output_tok_s_saturated == pytest.approx(full.output_tok_s, rel=0.1)
+
+
+def test_estimate_of_a_shape_that_cannot_start_is_empty():
+    assert estimate(
+        engine_config(LLAMA_70B, "VM.GPU.A10.1", "--max-model-len 4096"), input_tokens=100, output_tokens=10
+    ) == (Estimate(0, 0.0, 0.0, 0))
+
+
+def test_instances_multiply_saturation_not_single_stream_speed():
+    one = estimate(engine_config(MISTRAL, "VM.GPU.A10.1", "--max-model-len 4096"), input_tokens=500, output_tokens=200)
+    three = estimate(
+        engine_config(MISTRAL, "VM.GPU.A10.1", "--max-model-len 4096", instances=3), input_tokens=500, output_tokens=200
+    )
+    assert three.output_tok_s_1 == one.output_tok_s_1
+    assert three.output_tok_s_saturated == pytest.approx(3 * one.output_tok_s_saturated)
+    assert three.saturation_concurrency == 3 * one.saturation_concurrency
 
 
 # ------------------------------------------------------------------------------- what vLLM logs at start-up
