@@ -111,8 +111,8 @@ _TABLE = [
         192,
         5300,
         1307.4,
-        "AMD Instinct MI300X data sheet (192 GB HBM3, 5.3 TB/s peak; FP16/BF16 dense 1,307.4 TFLOPS, \"~1.3 PFLOPS "
-        "FP16\" in jaredwatkins.com/research/ai-accelerators/amd-instinct/mi300-series), read 2026-11-29",
+        'AMD Instinct MI300X data sheet (192 GB HBM3, 5.3 TB/s peak; FP16/BF16 dense 1,307.4 TFLOPS, "~1.3 PFLOPS '
+        'FP16" in jaredwatkins.com/research/ai-accelerators/amd-instinct/mi300-series), read 2026-11-29',
     ),
     GPU(
         "B200",
