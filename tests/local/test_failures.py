@@ -53,7 +53,7 @@ def test_weights_larger_than_the_gpu_end_in_cuda_oom() -> None:
     assert "vLLM API server version" in lines[0]
     assert any("Starting to load model /opt/ds/model/deployed_model" in line for line in lines)
     (oom,) = [line for line in lines if line.startswith("torch.OutOfMemoryError")]
-    assert "CUDA out of memory. Tried to allocate 1.64 GiB. GPU 0 has a total capacity of 22.05 GiB of which" in oom
+    assert "CUDA out of memory. Tried to allocate 1.64 GiB. GPU 0 has a total capacity of 22.18 GiB of which" in oom
     assert "Traceback (most recent call last):" in lines
 
     diagnosis = _diagnose("Meta-Llama-3.1-70B-Instruct", "VM.GPU.A10.1", launch)
@@ -82,6 +82,25 @@ def test_a_context_too_long_for_the_kv_cache_ends_in_vllms_value_error() -> None
     assert diagnosis.suggested_max_model_len < 131072
     # The suggested length does start.
     assert not _plan("Meta-Llama-3.1-8B-Instruct", "VM.GPU.A10.1", diagnosis.suggested_max_model_len).failed
+
+
+def test_the_deployments_memory_utilization_decides_as_vllm_would() -> None:
+    # 16 GB of Llama 3.1 8B weights load on an A10 (22.18 GiB), but half of it leaves nothing for the KV cache
+    params = "--served-model-name odsc-llm --max-model-len 8192 --gpu-memory-utilization 0.5"
+    launch = failures.plan(BY_NAME["Meta-Llama-3.1-8B-Instruct"], {"PARAMS": params}, "VM.GPU.A10.1")
+    assert launch.failed and "No available memory for the cache blocks" in launch.message
+    lines = _lines(launch)
+    assert "gpu_memory_utilization=0.5)" in lines[1]
+    assert lines[-1].startswith("ValueError: No available memory for the cache blocks.")
+    # at vLLM's default 0.9 the same engine starts, and logs the blocks odsc_magics.serving accounts
+    from odsc_magics.serving import engine_config, memory
+
+    params = "--served-model-name odsc-llm --max-model-len 8192"
+    started = failures.plan(BY_NAME["Meta-Llama-3.1-8B-Instruct"], {"PARAMS": params}, "VM.GPU.A10.1")
+    blocks = memory(engine_config(model_spec_from("Meta-Llama-3.1-8B-Instruct"), "VM.GPU.A10.1", params)).kv_blocks
+    assert not started.failed
+    assert any(f"# GPU blocks: {blocks}," in line for line in _lines(started))
+    assert any("Maximum concurrency for 8192 tokens per request:" in line for line in _lines(started))
 
 
 def test_models_that_fit_start_and_print_vllms_start_up() -> None:
@@ -216,7 +235,7 @@ def test_oversized_model_fails_with_cuda_oom_in_its_predict_log(cramped) -> None
     lines = _predict_log(cramped, created["id"])
     assert "vLLM API server version" in lines[0]
     assert lines[-1].startswith("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate")
-    assert "GPU 0 has a total capacity of 22.05 GiB" in lines[-1]
+    assert "GPU 0 has a total capacity of 22.18 GiB" in lines[-1]
 
 
 def test_context_too_long_fails_with_the_kv_cache_line(cramped) -> None:
