@@ -271,8 +271,10 @@ def list_shapes(
     Each shape ``model`` fits carries an estimate of what it delivers, priced with the ``gpu_prices`` setting
     over OCI's list prices.
     """
+    from odsc_magics import arguments
     from odsc_magics.prices import gpu_prices
 
+    arguments.whole("max_model_len", max_model_len, minimum=1, optional=True, hint="e.g. --max-model-len 8192")
     context = context or get_context(settings)
     shapes = region_shapes(context=context)
     spec = None

@@ -81,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep showing new records until interrupted")
     models = sub.add_parser("models", help="the models you can deploy (service catalog and your own)")
     models.add_argument("--search", metavar="TEXT", help="only models whose name has every word of TEXT")
-    shapes = sub.add_parser("shapes", help="the region's shapes, with the fit of a model on each")
-    shapes.add_argument("--model", metavar="M", help="model to check the fit of")
-    shapes.add_argument("--max-model-len", type=int, metavar="L", help="context length for the fit check")
+    shapes = sub.add_parser(
+        "shapes", help="the region's shapes, with the fit of a model on each and what each it fits delivers and costs"
+    )
+    shapes.add_argument("--model", metavar="M", help="model to check the fit of and estimate on each shape")
+    shapes.add_argument(
+        "--max-model-len", type=int, metavar="L", help="context length for the fit check and the estimates"
+    )
     return parser
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from kernel_helpers import failed
+from kernel_helpers import failed, texts
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +18,7 @@ CELLS = [
     f"%llm_deploy shapes --model {MODEL} --max-model-len 4096",
     "%llm_deploy shapes",
     "%config LLMMagics.gpu_prices = {'A10': -1}",
+    f"%llm_deploy shapes --model {MODEL} --max-model-len 0",
 ]
 
 
@@ -90,3 +91,8 @@ def test_without_a_model_the_table_is_unchanged(cells) -> None:
 def test_a_bad_price_is_refused(cells) -> None:
     text = "".join(str(o.get("text", "")) + str(o.get("evalue", "")) for o in cells[5].outputs)
     assert "gpu_prices must be USD per GPU-hour as a number of 0 or more; 'A10' has -1" in text
+
+
+def test_a_context_length_below_one_is_refused(cells) -> None:
+    assert failed(cells[6])
+    assert "UsageError: max_model_len must be at least 1, not 0." in texts(cells[6])
