@@ -147,6 +147,16 @@ _TABLE = [
         nvlink=False,
     ),
     GPU(
+        "A6000",
+        48,
+        768,
+        154.8,
+        "NVIDIA RTX A6000 datasheet (48 GB GDDR6 with ECC, 768 GB/s; tensor 309.7 TFLOPS with sparsity, 154.8 "
+        "dense), read 2026-11-29",
+        47.54,
+        nvlink=False,
+    ),
+    GPU(
         "L4",
         24,
         300,

