@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(LABEXT_SRC)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@if command -v npm >/dev/null; then rm -rf odsc_magics/labextension; \
 	else echo "npm not found: the install reuses odsc_magics/labextension/ (building it needs Node.js >= 20.19)"; fi
-	$(BIN)/python -m pip install -q -e '.[test,e2e,lint,lab]'
+	$(BIN)/python -m pip install -q -e '.[test,e2e,lint,lab,bench]'
 	touch $(STAMP)
 
 $(LABEXT)/node_modules/.package-lock.json: $(LABEXT)/package-lock.json

@@ -15,6 +15,7 @@ __all__ = [
     "connect",
     "deploy",
     "deployments",
+    "estimate_frame",
     "get_deployment",
     "last_partial",
     "load_ipython_extension",
@@ -32,6 +33,7 @@ _LAZY = {
     "get_deployment": "odsc_magics.control_plane",
     "Deployment": "odsc_magics.control_plane",
     "predict_frame": "odsc_magics.batch",
+    "estimate_frame": "odsc_magics.batch",
     "last_partial": "odsc_magics.batch",
 }
 

@@ -13,6 +13,7 @@ from typing import Any
 from odsc_magics.config import LLMSettings
 from odsc_magics.context import get_context
 from odsc_magics.errors import ConfigurationError, NotFoundError, ValidationError
+from odsc_magics.shape_economics import ShapeEstimate, estimate_shape
 from odsc_magics.sizing import (
     SHAPES,
     FitVerdict,
@@ -72,10 +73,15 @@ class CatalogModel:
 
 @dataclass
 class ShapeFit:
-    """A shape the region offers, with the fit verdict of the model asked about (None: no model given)."""
+    """A shape the region offers, with the fit verdict of the model asked about (None: no model given).
+
+    ``estimate`` is what the shape delivers for the model (sequences, tokens/s, price), when it fits and
+    the model's architecture is known.
+    """
 
     shape: ShapeInfo
     verdict: FitVerdict | None = None
+    estimate: ShapeEstimate | None = None
 
     @property
     def fit_label(self) -> str:
@@ -260,7 +266,15 @@ def list_shapes(
     settings: LLMSettings | None = None,
     context: Any = None,
 ) -> list[ShapeFit]:
-    """The region's shapes (GPU shapes first, smallest GPU memory first), each with ``model``'s fit verdict."""
+    """The region's shapes (GPU shapes first, smallest GPU memory first), each with ``model``'s fit verdict.
+
+    Each shape ``model`` fits carries an estimate of what it delivers, priced with the ``gpu_prices`` setting
+    over OCI's list prices.
+    """
+    from odsc_magics import arguments
+    from odsc_magics.prices import gpu_prices
+
+    arguments.whole("max_model_len", max_model_len, minimum=1, optional=True, hint="e.g. --max-model-len 8192")
     context = context or get_context(settings)
     shapes = region_shapes(context=context)
     spec = None
@@ -271,6 +285,12 @@ def list_shapes(
         shapes,
         key=lambda s: (not s.is_gpu, s.gpu_memory_gb if s.gpu_memory_gb is not None else float("inf"), s.name),
     )
-    return [
-        ShapeFit(s, fit(spec, s, max_model_len=max_model_len, alternatives=shapes) if spec else None) for s in ordered
-    ]
+    prices = gpu_prices(settings)
+    out = []
+    for s in ordered:
+        verdict = fit(spec, s, max_model_len=max_model_len, alternatives=shapes) if spec else None
+        estimate = None
+        if spec is not None and verdict is not None and verdict.fits:
+            estimate = estimate_shape(spec, s, max_model_len=max_model_len, prices=prices)
+        out.append(ShapeFit(s, verdict, estimate))
+    return out

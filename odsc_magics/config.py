@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any
 
-from traitlets import Enum, Float, Int, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from odsc_magics.errors import ConfigurationError
@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "temperature": None,
     "timeout": 60.0,
     "max_retries": 6,
+    "gpu_prices": None,
 }
 SETTING_NAMES = tuple(DEFAULTS)
 
@@ -108,6 +109,25 @@ class LLMSettings(Configurable):
         config=True
     )
 
+    gpu_prices = Dict(
+        default_value=None,
+        allow_none=True,
+        help='USD per GPU-hour by GPU name, over OCI\'s list prices (odsc_magics.prices), e.g. {"A10": 1.6}.',
+    ).tag(config=True)
+
+    @validate("gpu_prices")
+    def _check_prices(self, proposal: Any) -> Any:
+        """Refuse a price table that is not {known GPU name: number >= 0}, naming the setting."""
+        from odsc_magics.prices import check_gpu_prices
+
+        if proposal["value"] is None:
+            return None
+        try:
+            return check_gpu_prices(proposal["value"])
+        except ValueError as exc:
+            owner = type(self).__name__
+            raise TraitError(f"{owner}.gpu_prices must be {exc}; {owner}.gpu_prices is unchanged.") from None
+
     @validate("max_tokens", "temperature", "timeout", "max_retries")
     def _check_range(self, proposal: Any) -> Any:
         """Refuse a value out of range when it is set (``%config LLMMagics.timeout = 0``), naming the setting."""
@@ -154,6 +174,8 @@ def _coerce_env(name: str, raw: str) -> Any:
     env = _env_name(name)
     text = raw.strip()
     try:
+        if isinstance(trait, Dict):
+            return _coerce_prices(env, text)
         if isinstance(trait, Int):
             value: Any = int(text)
         elif isinstance(trait, Float):
@@ -179,6 +201,20 @@ def _coerce_env(name: str, raw: str) -> Any:
             f"{env}={raw!r} is not one of {allowed}.", hint=f"Set {env} to one of {allowed}."
         )
     return text
+
+
+def _coerce_prices(env: str, text: str) -> dict:
+    import json
+
+    from odsc_magics.prices import check_gpu_prices
+
+    try:
+        return check_gpu_prices(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise ConfigurationError(
+            f"{env} must be a JSON object of GPU name to USD per GPU-hour: {exc}.",
+            hint=f"e.g. {env}='{{\"A10\": 1.6}}', or unset it.",
+        ) from None
 
 
 def _configured(name: str, settings: LLMSettings) -> tuple[Any, str] | None:

@@ -6,13 +6,14 @@ from typing import Any
 
 import pandas as pd
 
-from odsc_magics.batch import predict_frame
+from odsc_magics.batch import FrameEstimate, estimate_frame, predict_frame
 
 __all__ = ["FrameAccessor", "SeriesAccessor", "register"]
 
 
 class FrameAccessor:
-    """``df.llm.predict(template, **kwargs)``: ``predict_frame(df, template, **kwargs)``."""
+    """``df.llm.predict(template, **kwargs)``: ``predict_frame(df, template, **kwargs)``; ``df.llm.estimate`` the
+    same with ``estimate_frame`` (nothing sent)."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
@@ -21,18 +22,30 @@ class FrameAccessor:
         """One prompt per row from ``template``; see ``odsc_magics.predict_frame`` for the options."""
         return predict_frame(self._frame, template, **kwargs)
 
+    def estimate(self, template: str, **kwargs: Any) -> FrameEstimate:
+        """What ``predict`` with these arguments would send, take and cost; see ``odsc_magics.estimate_frame``."""
+        return estimate_frame(self._frame, template, **kwargs)
+
 
 class SeriesAccessor:
-    """``series.llm.predict(**kwargs)``: each value is a ready prompt."""
+    """``series.llm.predict(**kwargs)``: each value is a ready prompt; ``series.llm.estimate`` counts them."""
 
     def __init__(self, series: pd.Series) -> None:
         self._series = series
 
     def predict(self, **kwargs: Any) -> pd.DataFrame:
         """Answer each value as a prompt; returns a frame with the prompts and the answer columns."""
-        name = self._series.name if self._series.name is not None else "prompt"
-        frame = self._series.to_frame(name=name)
+        name, frame = self._frame()
         return predict_frame(frame, prompt_column=name, **kwargs)
+
+    def estimate(self, **kwargs: Any) -> FrameEstimate:
+        """What ``predict`` with these arguments would send, take and cost (nothing sent)."""
+        name, frame = self._frame()
+        return estimate_frame(frame, prompt_column=name, **kwargs)
+
+    def _frame(self) -> tuple[Any, pd.DataFrame]:
+        name = self._series.name if self._series.name is not None else "prompt"
+        return name, self._series.to_frame(name=name)
 
 
 def register() -> None:

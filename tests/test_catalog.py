@@ -74,3 +74,17 @@ def test_check_shape() -> None:
     assert "VM.GPU.A10.1, VM.GPU.A10.2" in info.value.hint
     with pytest.raises(ValidationError, match=r"Unknown shape 'VM\.GPU\.A10\.3'\. Did you mean"):
         check_shape("VM.GPU.A10.3", offered, "r1")
+
+
+def test_fitting_shapes_carry_what_they_deliver_at_the_settings_prices(settings: LLMSettings) -> None:
+    rows = {r.shape.name: r for r in list_shapes(model="Meta-Llama-3.1-8B-Instruct", settings=settings)}
+    assert rows["VM.GPU.A10.1"].estimate is None  # does not fit at its full context
+    assert rows["VM.Standard.E4.Flex"].estimate is None
+    two = rows["VM.GPU.A10.2"].estimate
+    assert two.max_model_len == 131072 and two.usd_per_hour == pytest.approx(4.00)  # 2 × $2.00 OCI list
+    settings.gpu_prices = {"A10": 0.5}
+    cheap = {r.shape.name: r for r in list_shapes(model="Meta-Llama-3.1-8B-Instruct", settings=settings)}
+    assert cheap["VM.GPU.A10.2"].estimate.usd_per_hour == pytest.approx(1.00)
+    short = {r.shape.name: r for r in list_shapes(model="Meta-Llama-3.1-8B-Instruct", max_model_len=8192,
+                                                  settings=settings)}  # fmt: skip
+    assert short["VM.GPU.A10.1"].estimate.max_model_len == 8192

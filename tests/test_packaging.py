@@ -75,12 +75,13 @@ def test_extras_are_split_by_purpose():
     assert "playwright" in extras["e2e"] and "ruff" in extras["lint"]
     assert not {"playwright", "ruff"} & extras["test"]
     assert {"jupyterlab", "jupyter-server"} <= extras["lab"]
+    assert "matplotlib" in extras["bench"] and "matplotlib" not in extras["test"]  # only the benchmarks plot
 
 
 def test_make_test_installs_every_extra_the_suite_uses():
     makefile = (ROOT / "Makefile").read_text()
     (extras,) = re.findall(r"pip install -q -e '\.\[([a-z0-9,]+)\]'", makefile)
-    assert set(extras.split(",")) == {"test", "e2e", "lint", "lab"}
+    assert set(extras.split(",")) == {"test", "e2e", "lint", "lab", "bench"}
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == "make test"
     assert not [line for line in ci if re.search(r"\bpip\b|\bpytest\b", line)]

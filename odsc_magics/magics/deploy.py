@@ -81,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep showing new records until interrupted")
     models = sub.add_parser("models", help="the models you can deploy (service catalog and your own)")
     models.add_argument("--search", metavar="TEXT", help="only models whose name has every word of TEXT")
-    shapes = sub.add_parser("shapes", help="the region's shapes, with the fit of a model on each")
-    shapes.add_argument("--model", metavar="M", help="model to check the fit of")
-    shapes.add_argument("--max-model-len", type=int, metavar="L", help="context length for the fit check")
+    shapes = sub.add_parser(
+        "shapes", help="the region's shapes, with the fit of a model on each and what each it fits delivers and costs"
+    )
+    shapes.add_argument("--model", metavar="M", help="model to check the fit of and estimate on each shape")
+    shapes.add_argument(
+        "--max-model-len", type=int, metavar="L", help="context length for the fit check and the estimates"
+    )
     return parser
 
 
@@ -376,12 +380,25 @@ class DeployMagics(LLMMagicsBase):
 
     def _shapes(self, args: Any) -> Table:
         from odsc_magics.catalog import list_shapes
+        from odsc_magics.config import resolve
+        from odsc_magics.prices import READ_ON, format_usd
+        from odsc_magics.shape_economics import workload_words
         from odsc_magics.sizing import format_gb
 
         found = list_shapes(model=args.model, max_model_len=args.max_model_len, settings=self)
         header = ["shape", "GPUs", "GPU", "GPU memory GB", "CPU memory GB"]
+        estimated = [item.estimate for item in found if item.estimate is not None]
         if args.model:
             header.append(f"fit of {args.model}")
+        if estimated:
+            length = f"{estimated[0].max_model_len:,}" if args.max_model_len is None else f"{args.max_model_len:,}"
+            header += [
+                f"sequences at {length} tokens",
+                "output tok/s, 1 request",
+                "output tok/s, saturated",
+                "USD/hour",
+                "USD/M output tokens",
+            ]
         rows = []
         for item in found:
             s = item.shape
@@ -394,8 +411,32 @@ class DeployMagics(LLMMagicsBase):
             ]
             if args.model:
                 row.append(item.fit_label or "? size unknown")
+            if estimated:
+                e = item.estimate
+                row += (
+                    [
+                        f"{e.sequences_at_max_len:,}",
+                        f"≈ {e.output_tok_s_1:,.0f}",
+                        f"≈ {e.output_tok_s_saturated:,.0f} (at {e.saturation_concurrency:,} requests)",
+                        format_usd(e.usd_per_hour),
+                        format_usd(e.usd_per_million_output),
+                    ]
+                    if e is not None
+                    else [""] * 5
+                )
             rows.append(row)
-        return Table(f"Shapes offered in the region: {len(rows)}", header, rows)
+        title = f"Shapes offered in the region: {len(rows)}"
+        note = ""
+        if estimated:
+            title += f"; estimates for {args.model} at {workload_words(estimated[0].max_model_len)}"
+            note = (
+                "Estimates for one instance with vLLM's defaults (max-num-seqs 256), from the model's size and "
+                "the GPUs' datasheets, the same physics as `odsc-magics local`; real throughput varies. "
+                f"Prices: OCI pay-as-you-go list prices read {READ_ON} (odsc_magics.prices)"
+            )
+            overrides, source = resolve("gpu_prices", settings=self)
+            note += f", with {source} gpu_prices for {', '.join(overrides)}." if overrides else "."
+        return Table(title, header, rows, note=note)
 
     # --------------------------------------------------------------------------------------------- form
 
@@ -410,6 +451,7 @@ class DeployMagics(LLMMagicsBase):
             )
         from odsc_magics.catalog import list_models, region_shapes
         from odsc_magics.logs import list_log_groups, list_logs
+        from odsc_magics.prices import gpu_prices
         from odsc_magics.widgets.deploy_form import DeployForm, ModelChoice
 
         context = self._context()
@@ -441,6 +483,7 @@ class DeployMagics(LLMMagicsBase):
             on_deploy=on_deploy,
             log_groups=lambda: list_log_groups(context=context),
             logs=lambda group: list_logs(group, context=context),
+            prices=gpu_prices(self),
         )
         form.show(self.shell)
         return form

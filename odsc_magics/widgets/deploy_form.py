@@ -28,6 +28,7 @@ import ipywidgets as w
 from odsc_magics.diagnosis import diagnose
 from odsc_magics.errors import DeploymentFailedError, OdscMagicsError, ValidationError
 from odsc_magics.markup import html_link, html_text
+from odsc_magics.shape_economics import ShapeEstimate, estimate_shape, workload_words
 from odsc_magics.sizing import FitVerdict, ModelSpec, ShapeInfo, fit, format_gb, model_spec_from, shape_info
 
 __all__ = ["STATES", "DeployForm", "DeployRequest", "ModelChoice", "ProgressSink"]
@@ -177,6 +178,7 @@ class DeployForm:
         max_model_len: int = 0,
         bandwidth_mbps: int = 10,
         predict_cell: Callable[[str, str], str] = default_predict_cell,
+        prices: Mapping[str, float] | None = None,
     ) -> None:
         self._models = [ModelChoice.of(m) for m in models]
         self._by_id = {m.id: m for m in self._models}
@@ -189,6 +191,8 @@ class DeployForm:
         self._predict_cell = predict_cell
         self._specs: dict[str, ModelSpec | None] = {}
         self._verdicts: dict[tuple[str, int], dict[str, FitVerdict | None]] = {}
+        self._estimates: dict[tuple[str, int], dict[str, ShapeEstimate | None]] = {}
+        self._prices = prices
         self._busy = False
         self._name_auto = default_name is None
         self._default_shape = default_shape if default_shape in self._shape_by_name else None
@@ -609,11 +613,33 @@ class DeployForm:
             self._verdicts[key] = verdicts
         return self._verdicts[key]
 
+    def _current_estimates(self) -> dict[str, ShapeEstimate | None]:
+        """What each fitting shape delivers for the selected model (sequences, tokens/s, price)."""
+        model = self._by_id.get(self.model_select.value) if self.model_select.value is not None else None
+        if model is None:
+            return {}
+        key = (model.id, self._effective_max_len())
+        if key not in self._estimates:
+            from odsc_magics.prices import gpu_prices
+
+            if self._prices is None:
+                self._prices = gpu_prices()
+            spec = self._spec(model)
+            verdicts = self._current_verdicts()
+            self._estimates[key] = {
+                shape.name: estimate_shape(spec, shape, max_model_len=key[1] or None, prices=self._prices)
+                if spec is not None and (v := verdicts.get(shape.name)) is not None and v.fits
+                else None
+                for shape in self._shapes
+            }
+        return self._estimates[key]
+
     def _refresh_shapes(self) -> None:
         """Relabel the shapes for the selected model; pick the smallest fitting one unless the user chose."""
         model = self._by_id.get(self.model_select.value) if self.model_select.value is not None else None
         verdicts = self._current_verdicts()
-        options = [(_shape_label(s, verdicts.get(s.name)), s.name) for s in self._shapes]
+        estimates = self._current_estimates()
+        options = [(_shape_label(s, verdicts.get(s.name), estimates.get(s.name)), s.name) for s in self._shapes]
         current = self.shape_select.value if self.shape_select.value is not None else self._default_shape
         if self._shape_auto or current is None:
             fitting = [s.name for s in self._shapes if (v := verdicts.get(s.name)) is None or v.fits]
@@ -648,7 +674,9 @@ class DeployForm:
         elif verdict is None:
             self.fit_info.value = "<small>Fit not checked: the model's size is unknown.</small>"
         elif verdict.fits:
-            self.fit_info.value = f'<small style="color:green">✓ {_esc(verdict.reason)}</small>'
+            found = self._current_estimates().get(shape)
+            more = f"<br>{_esc(_estimate_sentence(found))}" if found is not None else ""
+            self.fit_info.value = f'<small style="color:green">✓ {_esc(verdict.reason)}</small><small>{more}</small>'
         else:
             self.fit_info.value = f'<small style="color:#b00020">✗ {_esc(verdict.reason)}</small>'
         if self.state != "deploying":
@@ -765,7 +793,7 @@ def _shape_order(shape: ShapeInfo) -> tuple[int, float, str]:
     return (0 if shape.is_gpu else 1, memory, shape.name)
 
 
-def _shape_label(shape: ShapeInfo, verdict: FitVerdict | None) -> str:
+def _shape_label(shape: ShapeInfo, verdict: FitVerdict | None, estimate: ShapeEstimate | None = None) -> str:
     memory = (
         f"{format_gb(shape.gpu_memory_gb)} GB"
         if shape.gpu_memory_gb is not None
@@ -777,7 +805,24 @@ def _shape_label(shape: ShapeInfo, verdict: FitVerdict | None) -> str:
         mark = "✓ fits"
     else:
         mark = f"✗ {verdict.short_reason}"
-    return f"{shape.name} · {memory} · {mark}"
+    label = f"{shape.name} · {memory} · {mark}"
+    return f"{label} · {estimate.summary}" if estimate is not None else label
+
+
+def _estimate_sentence(e: ShapeEstimate) -> str:
+    """What the shape delivers, in words (plain text: the caller escapes it)."""
+    from odsc_magics.prices import format_usd
+
+    text = (
+        f"Estimate: ≈ {e.sequences_at_max_len:,} sequences of {e.max_model_len:,} tokens at once; "
+        f"≈ {e.output_tok_s_1:,.0f} output tokens/s for one request, ≈ {e.output_tok_s_saturated:,.0f} saturated "
+        f"({workload_words(e.max_model_len)})"
+    )
+    if e.usd_per_hour is not None:
+        text += f"; {format_usd(e.usd_per_hour)}/hour"
+    if e.usd_per_million_output is not None:
+        text += f", {format_usd(e.usd_per_million_output)} per million output tokens"
+    return text + "."
 
 
 def _strip_tags(text: str) -> str:

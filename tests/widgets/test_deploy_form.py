@@ -86,7 +86,8 @@ def test_builds_with_a_default_selection():
     # Llama 3.1 8B at its full 131k context needs ≈ 33 GB: the smallest fitting region shape is picked
     assert form.shape_select.value == "VM.GPU.A10.2"
     labels = dict((v, k) for k, v in form.shape_select.options)
-    assert labels["VM.GPU.A10.2"] == "VM.GPU.A10.2 · 48 GB · ✓ fits"
+    assert labels["VM.GPU.A10.2"].startswith("VM.GPU.A10.2 · 48 GB · ✓ fits · ≈ ")
+    assert " tok/s · $4.00/h · $" in labels["VM.GPU.A10.2"] and labels["VM.GPU.A10.2"].endswith("/M tokens")
     assert labels["VM.GPU.A10.1"] == "VM.GPU.A10.1 · 24 GB · ✗ needs ≈ 33.2 GB"
     assert labels["VM.Standard.E4.Flex"].endswith("✗ no GPU")
     assert form.name_text.value == "meta-llama-3-1-8b-instruct"
@@ -121,7 +122,7 @@ def test_unfit_shape_disables_deploy_and_explains():
     assert not form.deploy_button.disabled
     assert "1.1 GB KV cache at 8,192 tokens; VM.GPU.A10.1 has 24 GB" in form.fit_info.value
     labels = dict((v, k) for k, v in form.shape_select.options)
-    assert labels["VM.GPU.A10.1"].endswith("✓ fits")
+    assert "· ✓ fits · ≈ " in labels["VM.GPU.A10.1"]
     # so does --max-model-len in the extra flags
     form.max_len_text.value = 0
     form.flags_text.value = "--max-model-len 4096 --enforce-eager"
@@ -292,6 +293,22 @@ def test_log_pickers_and_validation():
     form.instances_text.value = 0
     form.deploy()
     assert form.state == "refused" and "Instances must be 1 or more" in form.status_html.value
+
+
+def test_fitting_shapes_show_what_they_deliver_at_the_prices_given():
+    form = make_form(prices={"A10": 1.0})
+    form.model_search.value = "mistral"
+    labels = dict((v, k) for k, v in form.shape_select.options)
+    one, two = labels["VM.GPU.A10.1"], labels["VM.GPU.A10.2"]
+    assert "· ✓ fits · ≈ " in one and " tok/s · $1.00/h · $" in one and one.endswith("/M tokens")
+    assert " tok/s · $2.00/h · $" in two  # two A10 at $1.00
+    assert "tok/s" not in labels["VM.Standard.E4.Flex"]
+    form.shape_select.value = "VM.GPU.A10.1"
+    info = form.fit_info.value
+    assert "Estimate: ≈ " in info and "sequences of 32,768 tokens at once" in info
+    assert "(1,024 in / 256 out tokens per request); $1.00/hour" in info and "per million output tokens" in info
+    form.max_len_text.value = 4096
+    assert "sequences of 4,096 tokens at once" in form.fit_info.value
 
 
 def test_unknown_model_size_is_not_refused():
