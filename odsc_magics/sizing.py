@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from odsc_magics.gpus import GPUS
 from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 __all__ = [
@@ -71,8 +72,8 @@ class ShapeInfo:
         return None if self.gpu_memory_gb is None else USABLE_FRACTION * self.gpu_memory_gb
 
 
-def _gpu(name: str, count: int, model: str, mem: float, cpus: int | None, cpu_mem: float | None) -> ShapeInfo:
-    return ShapeInfo(name, count, model, mem, cpus, cpu_mem)
+def _gpu(name: str, count: int, model: str, cpus: int | None, cpu_mem: float | None) -> ShapeInfo:
+    return ShapeInfo(name, count, model, count * GPUS[model].memory_gb, cpus, cpu_mem)
 
 
 def _cpu(name: str, cpus: int | None = None, cpu_mem: float | None = None) -> ShapeInfo:
@@ -80,28 +81,28 @@ def _cpu(name: str, cpus: int | None = None, cpu_mem: float | None = None) -> Sh
 
 
 _CATALOG = [
-    # GPU shapes: AQUA's gpu_shapes_index.json (gpus, type, total GPU GB, cpu count, CPU GB).
-    _gpu("VM.GPU.A10.1", 1, "A10", 24, 15, 240),
-    _gpu("VM.GPU.A10.2", 2, "A10", 48, 30, 480),
-    _gpu("VM.GPU.A10.4", 4, "A10", 96, None, None),  # listed by the AQUA samples; CPU figures not published
-    _gpu("BM.GPU.A10.4", 4, "A10", 96, 64, 1024),
-    _gpu("VM.GPU2.1", 1, "P100", 16, 12, 72),
-    _gpu("BM.GPU2.2", 2, "P100", 32, 28, 192),
-    _gpu("VM.GPU3.1", 1, "V100", 16, 6, 90),
-    _gpu("VM.GPU3.2", 2, "V100", 32, 12, 180),
-    _gpu("VM.GPU3.4", 4, "V100", 64, 24, 360),
-    _gpu("BM.GPU3.8", 8, "V100", 128, 24, 768),
-    _gpu("VM.GPU3.8", 8, "V100", 128, 24, 768),
-    _gpu("BM.GPU.L40S.4", 4, "L40S", 192, 112, 1024),
-    _gpu("BM.GPU.L40S-NC.4", 4, "L40S", 192, 112, 1024),
-    _gpu("BM.GPU4.8", 8, "A100-40G", 320, 64, 2048),
-    _gpu("BM.GPU.B4.8", 8, "A100-40G", 320, 64, 2048),
-    _gpu("BM.GPU.A100-V2.8", 8, "A100-80G", 640, 128, 2048),
-    _gpu("BM.GPU.H100.8", 8, "H100", 640, 112, 2048),
-    _gpu("BM.GPU.GB200.4", 4, "GB200", 768, 144, 1024),
-    _gpu("BM.GPU.H200.8", 8, "H200", 1128, 112, 3072),
-    _gpu("BM.GPU.B200.8", 8, "B200", 1440, 128, 4096),
-    _gpu("BM.GPU.MI300X.8", 8, "MI300X", 1536, 112, 2048),
+    # GPU shapes: AQUA's gpu_shapes_index.json (gpus, type, cpu count, CPU GB); GPU memory from odsc_magics.gpus.
+    _gpu("VM.GPU.A10.1", 1, "A10", 15, 240),
+    _gpu("VM.GPU.A10.2", 2, "A10", 30, 480),
+    _gpu("VM.GPU.A10.4", 4, "A10", None, None),  # listed by the AQUA samples; CPU figures not published
+    _gpu("BM.GPU.A10.4", 4, "A10", 64, 1024),
+    _gpu("VM.GPU2.1", 1, "P100", 12, 72),
+    _gpu("BM.GPU2.2", 2, "P100", 28, 192),
+    _gpu("VM.GPU3.1", 1, "V100", 6, 90),
+    _gpu("VM.GPU3.2", 2, "V100", 12, 180),
+    _gpu("VM.GPU3.4", 4, "V100", 24, 360),
+    _gpu("BM.GPU3.8", 8, "V100", 24, 768),
+    _gpu("VM.GPU3.8", 8, "V100", 24, 768),
+    _gpu("BM.GPU.L40S.4", 4, "L40S", 112, 1024),
+    _gpu("BM.GPU.L40S-NC.4", 4, "L40S", 112, 1024),
+    _gpu("BM.GPU4.8", 8, "A100-40G", 64, 2048),
+    _gpu("BM.GPU.B4.8", 8, "A100-40G", 64, 2048),
+    _gpu("BM.GPU.A100-V2.8", 8, "A100-80G", 128, 2048),
+    _gpu("BM.GPU.H100.8", 8, "H100", 112, 2048),
+    _gpu("BM.GPU.GB200.4", 4, "GB200", 144, 1024),
+    _gpu("BM.GPU.H200.8", 8, "H200", 112, 3072),
+    _gpu("BM.GPU.B200.8", 8, "B200", 128, 4096),
+    _gpu("BM.GPU.MI300X.8", 8, "MI300X", 112, 2048),
     # CPU shapes (no GPU: the vLLM container cannot run there). Flex shapes have no fixed size.
     _cpu("VM.Standard2.1", 1, 15),
     _cpu("VM.Standard2.2", 2, 30),
@@ -533,18 +534,23 @@ def fit(
         return verdict("unchecked", f"{needs}; GPU memory of {info.name} is not known, not checked")
 
     usable = info.usable_gb or 0.0
-    needed = weights + (kv_gb or 0.0)
-    if needed <= usable:
+    room = _kv_room(model, info, tokens)
+    if _room_holds(room, tokens, concurrency):
         return verdict("fits", f"{needs}; {info.name} has {format_gb(info.gpu_memory_gb)} GB")
 
     suggested_len = None
-    if per_token and tokens and weights < usable:
-        suggested_len = _round_tokens((usable - weights) * _GB / (per_token * max(1, concurrency)))
+    if room and tokens and per_token:
+        suggested_len = _round_tokens(room / max(1, concurrency))
         if suggested_len is not None and suggested_len >= tokens:
             suggested_len = None
     pool = [shape_info(s) for s in (alternatives if alternatives is not None else SHAPES.values())]
     bigger = _smallest(
-        s for s in pool if s.runs_vllm and s.usable_gb is not None and s.usable_gb >= needed and s.name != info.name
+        s
+        for s in pool
+        if s.runs_vllm
+        and s.gpu_memory_gb is not None
+        and s.name != info.name
+        and _fits_memory(model, s, tokens, concurrency)
     )
     options = []
     if bigger is not None:
@@ -557,12 +563,34 @@ def fit(
         f"≈ {format_gb(usable)} GB usable); {advice}"
     )
     return verdict(
-        "too_big" if weights > usable else "kv_cache",
+        "too_big" if not room else "kv_cache",
         reason,
         suggested_max_model_len=suggested_len,
         suggested_shape=bigger.name if bigger else None,
         alternatives=[bigger.name] if bigger else [],
     )
+
+
+def _kv_room(model: ModelSpec, info: ShapeInfo, tokens: int | None) -> int | None:
+    """Tokens of KV cache vLLM allocates for ``model`` on ``info`` (odsc_magics.serving's accounting): 0 when the
+    weights leave no room; None when the KV cache is not estimated (architecture unknown) and the weights fit."""
+    from odsc_magics import serving
+
+    cfg = serving.engine_config(model, info)
+    if tokens:
+        cfg = replace(cfg, max_model_len=tokens)
+    memory = serving.memory(cfg)
+    if memory.failure in ("weights_oom", "no_kv_cache"):
+        return 0
+    return memory.kv_tokens if model.has_architecture else None
+
+
+def _fits_memory(model: ModelSpec, info: ShapeInfo, tokens: int | None, concurrency: int) -> bool:
+    return _room_holds(_kv_room(model, info, tokens), tokens, concurrency)
+
+
+def _room_holds(room: int | None, tokens: int | None, concurrency: int) -> bool:
+    return room is None or (room > 0 and room >= (tokens or 0) * max(1, concurrency))
 
 
 def _size_key(shape: ShapeInfo) -> tuple[float, int, int]:

@@ -56,7 +56,7 @@ def test_shapes_with_the_fit_of_a_model(settings: LLMSettings) -> None:
     rows = list_shapes(model="Meta-Llama-3.1-8B-Instruct", settings=settings)
     labels = {r.shape.name: r.fit_label for r in rows}
     assert labels["VM.GPU.A10.2"] == "✓ fits"
-    assert labels["VM.GPU.A10.1"] == "✗ needs ≈ 33.2 GB (fits with --max-model-len 32768)"
+    assert labels["VM.GPU.A10.1"] == "✗ needs ≈ 33.2 GB (fits with --max-model-len 16384)"
     assert labels["VM.Standard.E4.Flex"] == "✗ no GPU"
     assert labels["VM.GPU2.1"] == "✗ GPU not supported by vLLM"
     assert rows[0].shape.is_gpu and not rows[-1].shape.is_gpu  # GPU shapes first

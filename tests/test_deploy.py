@@ -154,7 +154,7 @@ def test_too_big_names_the_smallest_shape_or_a_max_model_len(own_backend, settin
     with pytest.raises(ValidationError) as info:
         api.deploy("Meta-Llama-3.1-8B-Instruct", "VM.GPU.A10.1", name="big", settings=settings)
     assert "does not fit VM.GPU.A10.1" in info.value.message
-    assert "--shape VM.GPU.A10.2 or --max-model-len 32768" in info.value.hint
+    assert "--shape VM.GPU.A10.2 or --max-model-len 16384" in info.value.hint
     with pytest.raises(ValidationError) as info:
         api.deploy("Meta-Llama-3.1-70B-Instruct", "VM.GPU.A10.2", name="big", max_model_len=4096, settings=settings)
     assert "smallest shape that fits: BM.GPU.L40S.4" in info.value.message

@@ -276,14 +276,16 @@ def test_8b_at_full_context_suggests_max_model_len():
     verdict = fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1")
     assert not verdict.fits
     assert verdict.tokens == 131072
-    # (21.6 − 16.06) GB / 131,072 B per token ≈ 42,270 tokens → 32,768 (power of two, below it)
-    assert verdict.suggested_max_model_len == 32768
+    # vLLM budgets 0.9 × the 22.05 GiB CUDA reports (21.3 GB); less 16.06 GB of weights and ≈ 2.3 GB outside the
+    # KV cache (runtime, activations) that leaves ≈ 3 GB: ≈ 22,800 tokens at 131,072 B → 16,384 (power of two)
+    assert verdict.suggested_max_model_len == 16384
     assert verdict.suggested_shape == "VM.GPU.A10.2"
     assert verdict.reason == (
         "needs ≈ 16.1 GB weights + 17.2 GB KV cache at 131,072 tokens; does not fit VM.GPU.A10.1 "
-        "(24 GB, ≈ 21.6 GB usable); smallest shape that fits: VM.GPU.A10.2, or --max-model-len 32768"
+        "(24 GB, ≈ 21.6 GB usable); smallest shape that fits: VM.GPU.A10.2, or --max-model-len 16384"
     )
-    assert fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1", max_model_len=32768).fits
+    assert fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1", max_model_len=16384).fits
+    assert not fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1", max_model_len=32768).fits
 
 
 def test_70b_needs_more_than_four_a10s():
@@ -318,7 +320,9 @@ def test_unknown_architecture_checks_weights_only():
     assert not verdict.fits
     assert verdict.kv_cache_gb is None
     assert verdict.reason.startswith("needs ≈ 26 GB weights (KV cache not estimated: architecture unknown)")
-    assert verdict.suggested_shape == "VM.GPU3.2"  # 2 × V100, 32 GB
+    # 2 × V100 (32 GB) would hold the 13 GB per GPU only without the ≈ 2 GB per GPU vLLM keeps outside the KV
+    # cache and NCCL's buffers: 2 × A10 (48 GB) is the smallest that does
+    assert verdict.suggested_shape == "VM.GPU.A10.2"
     assert fit(model_spec_from("custom-7B"), "VM.GPU.A10.1").fits
 
 

@@ -1,8 +1,9 @@
-"""How a model server launch ends: shape capacity, GPU memory (by odsc_magics.sizing), and its start-up log.
+"""How a model server launch ends: shape capacity, GPU memory (by odsc_magics.serving), and its start-up log.
 
 A launch (create, activate, or an update that changes the model, shape or container) first needs an instance
 of the shape (``--no-capacity SHAPE`` says there is none), then vLLM must fit the model's weights and the KV
-cache of its ``--max-model-len`` (else the model's context) into the shape's GPU memory. The predict-log lines
+cache of its ``--max-model-len`` (else the model's context) into the shape's GPU memory, as vLLM's start-up
+profile accounts it (``odsc_magics.serving.memory``: weights, runtime and activations, then KV blocks). The lines
 follow vLLM 0.6's start-up; the failing ones are the lines vLLM and PyTorch print for that failure.
 """
 
@@ -12,20 +13,18 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from odsc_magics.sizing import ModelSpec, ShapeInfo, fit, model_spec_from, shape_info
+from odsc_magics import serving
+from odsc_magics.gpus import GPUS
+from odsc_magics.sizing import ModelSpec, ShapeInfo, model_spec_from, shape_info
 from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 FAIL_ENV = "EMULATOR_FAIL"  # container env var: the deployment ends FAILED with this text as the reason
 VLLM_VERSION = "0.6.4.post1"
 MODEL_DIR = "/opt/ds/model/deployed_model"
-BLOCK_SIZE = 16  # vLLM's KV-cache block size in tokens
-UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 CAPACITY_CODE = "InternalError"  # what OCI answers when a shape is out of host capacity
 SERVER_CODE = "ModelDeploymentFailed"
 STAMP = "{t}"  # where a line's time goes (vLLM prints "MM-DD HH:MM:SS")
 
-# GPU memory as PyTorch reports it ("GPU 0 has a total capacity of ..."), GiB; others are derived.
-_TORCH_GIB = {"A10": 22.05, "A100-40G": 39.39, "A100-80G": 79.15, "H100": 79.11, "V100": 15.77, "L40S": 44.52}
 _CUDA_CONTEXT_GIB = 0.31  # what the CUDA context takes before PyTorch allocates anything
 _GIB = 2**30
 _SITE = "/usr/local/lib/python3.11/dist-packages/vllm"
@@ -60,11 +59,12 @@ def plan(model: dict | None, env: dict[str, str], shape: str, *, no_capacity: Co
         message = f"Model deployment failed: {reason}"
         return Launch(True, SERVER_CODE, message, 0.7, reason, [*head, f"ERROR:    {reason}"])
     engine = _engine(env, spec, info, max_model_len)
-    failure = _server_failure(spec, info, max_model_len, shape)
+    memory = _memory(spec, info, env)
+    failure = _server_failure(spec, info, max_model_len, shape, memory)
     if failure is not None:
         message, tail, loading = failure
         return Launch(True, SERVER_CODE, message, 0.9, lines=head + (engine if loading else []) + tail)
-    return Launch(lines=head + engine + _started(spec, info, max_model_len, env))
+    return Launch(lines=head + engine + _started(spec, info, max_model_len, env, memory))
 
 
 def stamp(lines: list[str], start: float, end: float) -> list[tuple[float, str]]:
@@ -95,23 +95,28 @@ def _gpus(info: ShapeInfo) -> int:
 
 def _torch_gib(info: ShapeInfo) -> float:
     """One GPU's total memory as PyTorch reports it."""
-    if info.gpu_model in _TORCH_GIB:
-        return _TORCH_GIB[info.gpu_model]
+    if info.gpu_model in GPUS:
+        return round(GPUS[info.gpu_model].visible_bytes / _GIB, 2)
     per_gpu_gb = (info.gpu_memory_gb or 0.0) / _gpus(info)
     return round(per_gpu_gb * 1e9 / _GIB * 0.985, 2)
 
 
-def _kv_tokens(spec: ModelSpec, info: ShapeInfo) -> int | None:
-    """Tokens the KV cache holds once the weights are loaded (whole blocks), None when not estimable."""
-    per_token = spec.kv_bytes_per_token()
-    if not per_token or info.usable_gb is None:
+def _memory(spec: ModelSpec | None, info: ShapeInfo, env: dict[str, str]) -> serving.Memory | None:
+    """The engine's memory as vLLM's start-up profile accounts it; None when the model or the GPU is unknown."""
+    if spec is None or not info.runs_vllm or info.gpu_memory_gb is None:
         return None
-    free = (info.usable_gb - spec.weights_gb) * 1e9
-    return max(0, int(free / per_token) // BLOCK_SIZE * BLOCK_SIZE)
+    return serving.memory(serving.engine_config(spec, info, env.get("PARAMS", "")))
+
+
+def _kv_tokens(spec: ModelSpec, memory: serving.Memory | None) -> int | None:
+    """Tokens the KV cache holds (whole blocks), None when not estimable (architecture unknown)."""
+    if memory is None or not spec.has_architecture:
+        return None
+    return memory.kv_tokens
 
 
 def _server_failure(
-    spec: ModelSpec | None, info: ShapeInfo, max_model_len: int | None, shape: str
+    spec: ModelSpec | None, info: ShapeInfo, max_model_len: int | None, shape: str, memory: serving.Memory | None
 ) -> tuple[str, list[str], bool] | None:
     """(work-request message, the error's predict-log lines, whether it failed after the engine started
     loading the model) of a failing start, or None when the server starts."""
@@ -126,9 +131,6 @@ def _server_failure(
         return message, _traceback(_AT_KERNEL, error), False
     if spec is None:
         return None
-    verdict = fit(spec, info, max_model_len=max_model_len)
-    if verdict.fits:
-        return None
     tokens = max_model_len or spec.context
     if max_model_len and spec.context and max_model_len > spec.context:
         text = (
@@ -138,7 +140,11 @@ def _server_failure(
             "var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
         )
         return prefix + text + see, _traceback(_AT_CONTEXT, f"ValueError: {text}"), False
-    if info.usable_gb is not None and spec.weights_gb > info.usable_gb:
+    if memory is None or memory.failure is None:
+        return None
+    if memory.failure == "kv_cache_too_small" and not spec.has_architecture:
+        return None  # the KV cache per token is only estimated: not a reason to refuse
+    if memory.failure == "weights_oom":
         text = _oom_text(spec, info)
         lines = [
             f"INFO {STAMP} weight_utils.py:243] Using model weights format ['*.safetensors']",
@@ -151,9 +157,9 @@ def _server_failure(
             f"(GPU 0 has a total capacity of {_torch_gib(info):.2f} GiB){see}"
         )
         return message, lines, True
-    capacity = _kv_tokens(spec, info)
+    capacity = _kv_tokens(spec, memory)
     loaded = _loaded(spec, info, capacity)
-    if not capacity:
+    if memory.failure == "no_kv_cache":
         text = (
             "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
             "initializing the engine."
@@ -191,7 +197,7 @@ def _head(env: dict[str, str], info: ShapeInfo, max_model_len: int | None) -> li
         f"INFO {STAMP} api_server.py:585] vLLM API server version {VLLM_VERSION}",
         f"INFO {STAMP} api_server.py:586] args: Namespace(host=None, port={port}, model='{_model_path(env)}', "
         f"served_model_name=['odsc-llm'], seed=42, max_model_len={max_model_len}, "
-        f"tensor_parallel_size={_gpus(info)}, gpu_memory_utilization={UTILIZATION})",
+        f"tensor_parallel_size={_gpus(info)}, gpu_memory_utilization={serving.GPU_MEMORY_UTILIZATION})",
     ]
 
 
@@ -215,12 +221,19 @@ def _loaded(spec: ModelSpec, info: ShapeInfo, capacity: int | None) -> list[str]
         f"INFO {STAMP} model_runner.py:1077] Loading model weights took {per_gpu:.4f} GB",
     ]
     if capacity is not None:
-        lines.append(f"INFO {STAMP} gpu_executor.py:122] # GPU blocks: {capacity // BLOCK_SIZE}, # CPU blocks: 2048")
+        blocks = capacity // serving.BLOCK_SIZE
+        lines.append(f"INFO {STAMP} gpu_executor.py:122] # GPU blocks: {blocks}, # CPU blocks: 2048")
     return lines
 
 
-def _started(spec: ModelSpec | None, info: ShapeInfo, max_model_len: int | None, env: dict[str, str]) -> list[str]:
-    capacity = _kv_tokens(spec, info) if spec is not None else None
+def _started(
+    spec: ModelSpec | None,
+    info: ShapeInfo,
+    max_model_len: int | None,
+    env: dict[str, str],
+    memory: serving.Memory | None,
+) -> list[str]:
+    capacity = _kv_tokens(spec, memory) if spec is not None else None
     lines = _loaded(spec, info, capacity) if spec is not None else []
     length = max_model_len or (spec.context if spec else None)
     if capacity and length:

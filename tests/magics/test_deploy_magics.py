@@ -106,7 +106,7 @@ def test_tables_render_as_rich_outputs(session) -> None:
         assert {"text/plain", "text/markdown", "text/html"} <= set(output.data)
     assert "Mistral-7B-Instruct-v0.3" in shown(session, "models")
     shapes = shown(session, "shapes")
-    assert "VM.GPU.A10.2" in shapes and "✓ fits" in shapes and "--max-model-len 32768" in shapes
+    assert "VM.GPU.A10.2" in shapes and "✓ fits" in shapes and "--max-model-len 16384" in shapes
     listing = shown(session, "list")
     assert "* kdep" in listing and "VM.GPU.A10.1" in listing and MODEL in listing
     assert "ACTIVE" in shown(session, "status") and "default target" in shown(session, "use")
@@ -134,7 +134,7 @@ def test_each_refusal_is_a_usage_error_with_the_fix(session, name: str, expected
     fixes = {
         "activate_active": "%llm_deploy deactivate kdep",
         "delete_active": "--yes",
-        "too_big": "Use --shape VM.GPU.A10.2 or --max-model-len 32768",
+        "too_big": "Use --shape VM.GPU.A10.2 or --max-model-len 16384",
         "unknown_model": "%llm_deploy models --search",
         "unknown_shape": "%llm_deploy shapes",
         "not_offered": "Pick one the region offers",

@@ -115,7 +115,7 @@ def test_unfit_shape_disables_deploy_and_explains():
     assert form.shape_select.value == "VM.GPU.A10.1"
     assert form.deploy_button.disabled
     assert "does not fit VM.GPU.A10.1" in form.fit_info.value
-    assert "--max-model-len 32768" in form.fit_info.value
+    assert "--max-model-len 16384" in form.fit_info.value
     # a shorter context makes it fit: the verdicts follow the max model length
     form.max_len_text.value = 8192
     assert not form.deploy_button.disabled
@@ -149,7 +149,7 @@ def test_refusal_names_the_suggestion():
     form.shape_select.value = "VM.GPU.A10.1"
     assert form.deploy() is None
     assert form.state == "refused"
-    assert "pick VM.GPU.A10.2 or set Max model length to 32768" in form.result_html.value
+    assert "pick VM.GPU.A10.2 or set Max model length to 16384" in form.result_html.value
 
 
 def test_deploy_reports_progress_and_the_ready_cell():
