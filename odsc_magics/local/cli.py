@@ -38,7 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         "its predict log, and --no-capacity shapes end FAILED with the platform's capacity error. A deployment "
         "whose container environment sets EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging "
         "(/20200531) has one log group, odsc-magics-local, with the logs 'access' and 'predict'; a deployment "
-        "whose categoryLogDetails names them can be searched through Logging Search (/20190909/search).",
+        "whose categoryLogDetails names them can be searched through Logging Search (/20190909/search). "
+        "With --serving gpu each deployment instance is a simulated vLLM engine on the shape's GPUs (a FIFO queue "
+        "under --max-num-seqs and the KV cache, chunked prefill, preemption; PARAMS flags honoured), instances "
+        "behind a round-robin balancer; the builtin engine's text arrives at that engine's pace. The platform's "
+        "front end answers 500 'Service Timeout' when a /predict answer, or a stream's first byte, takes more than "
+        "60 s (simulated; the request is aborted in the engine), and 429 beyond the deployment's bandwidthMbps "
+        "(default 10) or the tenancy's --tenancy-rps.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
     parser.add_argument("--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})")

@@ -63,6 +63,7 @@ class DeploymentStats:
     throttles: Counter = field(default_factory=Counter)  # 429s of the front end by kind
     # The simulated engines (--serving gpu), over all instances; times are simulated seconds.
     busy_s: float = 0.0
+    steps: int = 0
     preemptions: int = 0
     prompt_tokens: int = 0
     generation_tokens: int = 0
@@ -102,6 +103,7 @@ class DeploymentStats:
             "prompt_tokens": self.prompt_tokens,
             "generation_tokens": self.generation_tokens,
             "busy_s": round(self.busy_s, 6),
+            "steps": self.steps,
         }
 
 

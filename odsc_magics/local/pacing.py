@@ -136,6 +136,7 @@ class Instance:
     def _account(self, step) -> None:
         stats, scheduler = self.stats, self.scheduler
         stats.busy_s += step.duration_s
+        stats.steps += 1
         stats.max_running = max(stats.max_running, len(step.emitted), scheduler.running)
         stats.max_kv_blocks_used = max(stats.max_kv_blocks_used, scheduler.kv_blocks_used)
         totals = (scheduler.preemptions, scheduler.prompt_tokens, scheduler.generation_tokens)
@@ -172,10 +173,10 @@ def _wake(sequence: _Sequence) -> None:
 class _GpuTicket:
     def __init__(self, instance: Instance, sequences: list[_Sequence]) -> None:
         self._instance = instance
-        self._sequences = sequences
+        self.sequences = sequences
 
     async def reach(self, tokens: int) -> None:
-        for sequence in self._sequences:
+        for sequence in self.sequences:
             want = min(tokens, sequence.length)
             while sequence.emitted < want and not sequence.done:
                 sequence.want = want
@@ -186,7 +187,7 @@ class _GpuTicket:
                     sequence.waiter = None
 
     def close(self) -> None:
-        for sequence in self._sequences:
+        for sequence in self.sequences:
             self._instance.abort(sequence)
 
 
@@ -206,11 +207,14 @@ class GpuPace:
 
     def start(self, prompt_tokens: list[int], output_tokens: list[int]) -> Ticket:
         instance = next(self._turn)
-        sequences = [
-            instance.submit(f"seq-{next(self._ids)}", max(1, prompt), max(1, output))
-            for prompt, output in zip(prompt_tokens, output_tokens, strict=True)
-        ]
-        return _GpuTicket(instance, sequences)
+        ticket = _GpuTicket(instance, [])
+        try:
+            for prompt, output in zip(prompt_tokens, output_tokens, strict=True):
+                ticket.sequences.append(instance.submit(f"seq-{next(self._ids)}", max(1, prompt), max(1, output)))
+        except BaseException:
+            ticket.close()
+            raise
+        return ticket
 
     def live(self) -> dict[str, Any]:
         """What the engines hold now: running and waiting sequences, KV-cache usage (0..1)."""

@@ -58,7 +58,7 @@ class RunningBackend:
         if stats is not None:
             return stats
         counters = ("predict_requests", "succeeded", "duplicate_successes", "timeouts", "running", "waiting")
-        more = ("max_running", "max_kv_blocks_used", "max_num_seqs", "kv_blocks_total", "preemptions")
+        more = ("max_running", "max_kv_blocks_used", "max_num_seqs", "kv_blocks_total", "preemptions", "steps")
         tokens = ("prompt_tokens", "generation_tokens")
         return {
             **dict.fromkeys(counters + more + tokens, 0),
