@@ -28,8 +28,13 @@ class GPU:
 
 
 # The datasheets' memory is binary (a "24 GB" A10 holds 24 GiB of GDDR6, less what ECC reserves); the shape table
-# keeps the datasheet's number, vLLM budgets from what CUDA reports (``torch.cuda.mem_get_info``). ``cuda_gib`` is
-# the total printed by PyTorch's out-of-memory message or vLLM's memory profiler on that GPU.
+# keeps the datasheet's number, vLLM budgets from what CUDA reports. ``cuda_gib`` is the total printed by PyTorch's
+# out-of-memory message ("GPU 0 has a total capacity of ...") or vLLM's memory profiler on that GPU, read 2026-11-29:
+# A10 22.18 (github.com/OpenBMB/MiniCPM-V/issues/640, one A10 24 GB), A100 40 GB 39.50
+# (github.com/TianheWu/CoSeR/issues/10), A100 80 GB 79.25 (github.com/HiDream-ai/VAREdit/issues/6), H100 79.22
+# (github.com/vllm-project/vllm/pull/10511), V100 16 GB 15.77 (github.com/vllm-project/vllm/issues/10637), L40S
+# 44.52 (github.com/vllm-project/vllm-omni/issues/807). The A40 (48 GB GDDR6, ECC on, like the L40S) is taken as the
+# L40S; the others as the datasheet's GiB less 1%.
 _TABLE = [
     GPU(
         "P100",
@@ -37,7 +42,6 @@ _TABLE = [
         732,
         18.7,
         "NVIDIA Tesla P100 datasheet (PCIe 16 GB: 732 GB/s HBM2, 18.7 TFLOPS FP16), read 2026-11-29",
-        15.89,
         nvlink=False,
     ),
     GPU(
@@ -55,7 +59,7 @@ _TABLE = [
         125,
         "NVIDIA A10 Tensor Core GPU datasheet (24 GB GDDR6, 600 GB/s, BF16 tensor 125 TFLOPS | 250 sparse), "
         "read 2026-11-29",
-        22.05,
+        22.18,
         nvlink=False,
     ),
     GPU(
@@ -65,7 +69,7 @@ _TABLE = [
         312,
         "NVIDIA A100 Tensor Core GPU datasheet (40 GB HBM2 SXM: 1,555 GB/s; BF16 tensor 312 TFLOPS | 624 sparse), "
         "read 2026-11-29",
-        39.39,
+        39.50,
     ),
     GPU(
         "A100-80G",
@@ -73,7 +77,7 @@ _TABLE = [
         2039,
         312,
         "NVIDIA A100 Tensor Core GPU datasheet (80 GB HBM2e SXM: 2,039 GB/s; BF16 tensor 312 TFLOPS), read 2026-11-29",
-        79.15,
+        79.25,
     ),
     GPU(
         "H100",
@@ -133,7 +137,7 @@ _TABLE = [
         149.7,
         "NVIDIA A40 datasheet (48 GB GDDR6 with ECC, 696 GB/s; BF16 tensor 149.7 | 299.4 sparse TFLOPS), "
         "read 2026-11-29",
-        44.35,
+        44.52,
         nvlink=False,
     ),
     GPU(
@@ -143,7 +147,15 @@ _TABLE = [
         165.2,
         "NVIDIA Ada GPU architecture whitepaper, GeForce RTX 4090 (24 GB GDDR6X, 1,008 GB/s; FP16/BF16 tensor with "
         "FP32 accumulate 165.2 TFLOPS dense), read 2026-11-29",
-        23.64,
+        nvlink=False,
+    ),
+    GPU(
+        "A6000",
+        48,
+        768,
+        154.8,
+        "NVIDIA RTX A6000 datasheet (48 GB GDDR6 with ECC, 768 GB/s; tensor 309.7 TFLOPS with sparsity, 154.8 "
+        "dense), read 2026-11-29",
         nvlink=False,
     ),
     GPU(
@@ -153,7 +165,6 @@ _TABLE = [
         121,
         "NVIDIA L4 Tensor Core GPU datasheet (24 GB GDDR6, 300 GB/s; BF16 tensor 242 TFLOPS with sparsity, 121 "
         "dense), read 2026-11-29",
-        22.05,
         nvlink=False,
     ),
 ]

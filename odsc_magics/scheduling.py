@@ -248,13 +248,21 @@ class Scheduler:
             chunks.append((seq, chunk))
             budget -= chunk
         first_token: list[str] = []
+        attended = 0
         for seq, chunk in chunks:
             prefill_tokens += chunk
             kv_tokens += seq.computed + chunk
+            attended += chunk * seq.computed + chunk * (chunk + 1) // 2
 
         if not decoders and not chunks:
             raise RuntimeError("the scheduler could not schedule anything")  # add() guards against it
-        duration = step_seconds(self.cfg, prefill_tokens=prefill_tokens, decode_seqs=decoders, kv_tokens=kv_tokens)
+        duration = step_seconds(
+            self.cfg,
+            prefill_tokens=prefill_tokens,
+            decode_seqs=decoders,
+            kv_tokens=kv_tokens,
+            prefill_attended=attended,
+        )
 
         # apply: decoders advance implicitly with the step counter; prefills move on
         self._step = k + 1

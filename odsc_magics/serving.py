@@ -13,7 +13,7 @@ Speed: one engine step reads the weights (per GPU) and the KV cache of the token
 does 2 × parameters FLOPs per token it processes; decode is memory-bound, prefill compute-bound, and a step takes
 the larger of the two, plus a fixed per-step cost (scheduling, sampling, kernel launches), a per-sequence cost, and,
 when tensor parallel, two all-reduces per layer. The efficiency constants are calibrated against the published
-vLLM measurements listed in ``MEASUREMENTS`` (tests hold the simulation within ±25% of each).
+vLLM measurements listed beside them.
 """
 
 from __future__ import annotations
@@ -56,11 +56,27 @@ RUNTIME_GIB = 1.79  # memory outside PyTorch's allocator on one GPU: CUDA contex
 NCCL_GIB = 1.79  # more per GPU when tensor parallel (3.58 GiB at TP 2 in the same log)
 ACTIVATION_BYTES = 40.0  # activation peak per token of the profile run, per unit of hidden size
 
-# ---- speed (calibrated against MEASUREMENTS)
-BANDWIDTH_EFFICIENCY = 0.80  # share of the datasheet's memory bandwidth a decode step achieves
-FLOPS_EFFICIENCY = 0.60  # share of the datasheet's dense BF16 TFLOPS a prefill achieves
-STEP_OVERHEAD_S = 0.002  # per step: scheduling, sampling, launches
-SEQ_OVERHEAD_S = 0.00005  # per sequence in the step
+# ---- speed: calibrated against these published vLLM measurements (read 2026-11-29); tests/test_serving.py holds
+# the simulation within ±25% of each (with these constants it is within ±22%):
+# - johnmusgrave.com, "vLLM throughput-latency sweep on NVIDIA A100": Llama-3.1-8B-Instruct BF16, one A100 40 GB,
+#   vLLM 0.23, `vllm bench serve` random 1,024 in / 128 out, --ignore-eos, 20 × C prompts at max concurrency C:
+#   ≈ 75 output tok/s at C = 1, 6.6 × that at C = 8.
+# - mushfiqrahman.dev, "Benchmarking Mistral-7B on RTX 4090": Mistral-7B-Instruct-v0.3, one RTX 4090 24 GB,
+#   256 in / 128 out, 300 prompts: 210 / 377 / 644 / 975 / 1,190 output tok/s at max concurrency 4 / 8 / 16 / 32 / 48.
+# - databasemart.com, "A40 vLLM Benchmark": Llama-3.1-8B-Instruct, one A40 48 GB, 50 requests of 100 in / up to 600
+#   out all at once: 1,016.6 output tok/s (22,170 tokens in 21.81 s, as long as the longest answers took).
+# - vllm-project/vllm PR #7117 (2024-08-04): Meta-Llama-3-8B, one H100, benchmark_throughput 1,000 prompts of
+#   256 in / 256 out: 24.32 requests/s (6,226 output tok/s).
+# - vllm-project/vllm issue #4702 (2024-05-09): Meta-Llama-3-8B-Instruct, one RTX A6000, benchmark_throughput
+#   1,000 prompts of 128 in / 128 out: 16.94 requests/s (2,168 output tok/s).
+# - neuralmagic/nm-vllm nightly benchmark (commit 4c04122, May 2024): Llama-2-7b-chat-hf on one A10G (AWS's A10,
+#   24 GB, 600 GB/s), benchmark_throughput 1,000 prompts of 256 in / 128 out: 3.84 prompts/s (491 output tok/s).
+# - yobitelcomm.github.io/bench/recipes/concurrency-sweep: Llama-3.1-8B-Instruct on one H100, vLLM 0.21: 6.48 ms
+#   per output token at concurrency 1; databasemart's A40 run above: median 35.96 ms at 50.
+BANDWIDTH_EFFICIENCY = 0.90  # share of the datasheet's memory bandwidth a decode step achieves
+FLOPS_EFFICIENCY = 0.65  # share of the datasheet's dense BF16 TFLOPS a prefill achieves
+STEP_OVERHEAD_S = 0.001  # per step: scheduling, sampling, launches
+SEQ_OVERHEAD_S = 0.0001  # per sequence in the step (input preparation, detokenisation, output processing)
 LINK_LATENCY_S = {True: 10e-6, False: 25e-6}  # one all-reduce's latency, NVLink or PCIe
 LINK_GBPS = {True: 200.0, False: 20.0}  # all-reduce bus bandwidth, NVLink or PCIe
 
@@ -197,9 +213,15 @@ def memory(cfg: EngineConfig) -> Memory:
 # ------------------------------------------------------------------------------------------------- speed
 
 
-def step_seconds(cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv_tokens: int) -> float:
+def step_seconds(
+    cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_attended: int | None = None
+) -> float:
     """Simulated seconds of one engine step over ``prefill_tokens`` prompt tokens and ``decode_seqs`` decoding
-    sequences that attend to ``kv_tokens`` tokens of KV cache in all."""
+    sequences that attend to ``kv_tokens`` tokens of KV cache in all.
+
+    ``prefill_attended`` is the sum, over the prompt tokens, of the tokens each attends to (its attention costs
+    4 × layers × hidden FLOPs per pair, which matters for long prompts); default: one chunk from a fresh prompt.
+    """
     gpu = _gpu(cfg.shape)
     if not gpu.bandwidth_gbps:
         raise ValueError(f"no speed figures for the GPUs of {cfg.shape.name}")
@@ -208,7 +230,10 @@ def step_seconds(cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv
     read = model.weights_gb * 1e9 / tp + kv_tokens * _kv_bytes_per_gpu(cfg)
     memory_s = read / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
     tokens = prefill_tokens + decode_seqs
-    compute_s = 2.0 * model.parameters_b * 1e9 * tokens / (tp * gpu.bf16_tflops * 1e12 * FLOPS_EFFICIENCY)
+    if prefill_attended is None:
+        prefill_attended = prefill_tokens * (prefill_tokens + 1) // 2
+    flops = 2.0 * model.parameters_b * 1e9 * tokens + 4.0 * (model.layers or 32) * _hidden(model) * prefill_attended
+    compute_s = flops / (tp * gpu.bf16_tflops * 1e12 * FLOPS_EFFICIENCY)
     seconds = max(memory_s, compute_s) + STEP_OVERHEAD_S + SEQ_OVERHEAD_S * (decode_seqs + (1 if prefill_tokens else 0))
     if tp > 1:
         layers = model.layers or 32
@@ -249,25 +274,46 @@ def _cycle_tok_s(cfg: EngineConfig, seqs: int, input_tokens: int, output_tokens:
     budget = cfg.max_num_batched_tokens
     if seqs == 1:
         chunks = max(1, math.ceil(input_tokens / budget))
-        prefill = sum(
-            step_seconds(
+        prefill = 0.0
+        for i in range(chunks):
+            chunk = min(budget, input_tokens - i * budget)
+            prefill += step_seconds(
                 cfg,
-                prefill_tokens=min(budget, input_tokens - i * budget),
+                prefill_tokens=chunk,
                 decode_seqs=0,
-                kv_tokens=min(input_tokens, (i + 1) * budget),
+                kv_tokens=i * budget + chunk,
+                prefill_attended=chunk * i * budget + chunk * (chunk + 1) // 2,
             )
-            for i in range(chunks)
-        )
         decode = (output_tokens - 1) * step_seconds(
             cfg, prefill_tokens=0, decode_seqs=1, kv_tokens=input_tokens + output_tokens // 2
         )
         return output_tokens / (prefill + decode)
-    # Requests drift apart in a closed loop: each prompt is prefilled in its own step(s) of up to ``budget``
-    # tokens, alongside the others' decoding; the remaining steps only decode.
-    chunk = min(budget - seqs, input_tokens)
-    prefill_steps = seqs * input_tokens / chunk
-    kv = round(seqs * (input_tokens + output_tokens / 2))
-    mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv)
-    decode = step_seconds(cfg, prefill_tokens=0, decode_seqs=seqs, kv_tokens=kv)
-    cycle = prefill_steps * mixed + max(0.0, output_tokens - prefill_steps) * decode
-    return seqs * output_tokens / cycle
+    # Requests drift apart in a closed loop. While the prompts fit the steps every sequence needs for its answer,
+    # each prompt is prefilled in its own step(s) of up to ``budget`` tokens alongside the others' decoding and the
+    # remaining steps only decode; when they do not fit, every step is a full budget of prompt and decode tokens.
+    steps_for_tokens = seqs * (input_tokens + output_tokens - 1) / budget
+    if steps_for_tokens <= output_tokens:
+        chunk = min(budget - seqs, input_tokens)
+        prefill_steps = seqs * input_tokens / chunk
+        kv = round(seqs * (input_tokens + output_tokens / 2))
+        attended = chunk * (input_tokens - chunk) // 2 + chunk * (chunk + 1) // 2  # chunks start mid-prompt on average
+        mixed = step_seconds(cfg, prefill_tokens=chunk, decode_seqs=seqs - 1, kv_tokens=kv, prefill_attended=attended)
+        decode = step_seconds(cfg, prefill_tokens=0, decode_seqs=seqs, kv_tokens=kv)
+        cycle = prefill_steps * mixed + max(0.0, output_tokens - prefill_steps) * decode
+        return seqs * output_tokens / cycle
+    decoding = seqs * (output_tokens - 1) / steps_for_tokens
+    prompt = budget - decoding
+    if prompt >= input_tokens:  # whole prompts in a step
+        attended = prompt / input_tokens * input_tokens * (input_tokens + 1) / 2
+        prompt_kv = prompt
+    else:  # a chunk of a prompt, starting mid-prompt on average
+        attended = prompt * (input_tokens - prompt) / 2 + prompt * (prompt + 1) / 2
+        prompt_kv = (input_tokens - prompt) / 2 + prompt
+    step = step_seconds(
+        cfg,
+        prefill_tokens=round(prompt),
+        decode_seqs=round(decoding),
+        kv_tokens=round(decoding * (input_tokens + output_tokens / 2) + prompt_kv),
+        prefill_attended=round(attended),
+    )
+    return seqs * output_tokens / (steps_for_tokens * step)

@@ -1,16 +1,17 @@
 """GPU sizing: the shape catalog and the fit check of a model's weights and KV cache against GPU memory.
 
-The estimate follows AQUA's shape recommender, and is an estimate:
+The figures shown follow AQUA's shape recommender:
 
 - weights  = parameters × bytes per parameter (2 at fp16/bf16, 1 at fp8/int8, 0.5 at 4-bit)
 - KV cache = 2 (K and V) × layers × KV heads × head dim × KV bytes × tokens × concurrent sequences,
   counted only when the model's architecture is known
 - usable   = 0.9 × the shape's total GPU memory (vLLM's default ``gpu_memory_utilization``)
 
-Activations, CUDA graphs and the runtime's own buffers are not counted, which is why every figure is
-shown with "≈" and why a suggested ``--max-model-len`` is rounded down to a power of two. GB means 10⁹
-bytes, as in the shape table. A model's own deployment configuration (the shapes it lists) wins over
-the estimate.
+Whether a model fits is decided as vLLM's start-up decides it (``odsc_magics.serving.memory``: the memory CUDA
+reports, less the weights, the runtime's buffers and the activation peak, leaves the KV cache), so a suggested
+``--max-model-len`` is what the KV cache holds, rounded down to a power of two. GB means 10⁹ bytes, as in the
+shape table; each GPU's memory comes from ``odsc_magics.gpus``. A model's own deployment configuration (the
+shapes it lists) wins over the estimate.
 """
 
 from __future__ import annotations

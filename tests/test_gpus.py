@@ -65,3 +65,14 @@ def test_cuda_reports_less_than_the_datasheet():
 def test_unknown_gpu_names_the_known_ones():
     with pytest.raises(ValueError, match=r"known GPUs: .*A10.*H100"):
         gpu("Z900")
+
+
+# What PyTorch reports as a GPU's total memory ("GPU 0 has a total capacity of X GiB"), the budget vLLM starts from,
+# as printed in public logs (read 2026-11-29): OpenBMB/MiniCPM-V#640 (one A10 24 GB), TianheWu/CoSeR#10 (A100 40 GB),
+# HiDream-ai/VAREdit#6 (A100 80 GB), vllm-project/vllm PR #10511 (H100 80 GB, "total_gpu_memory 79.22GiB").
+LOGGED_TOTAL_GIB = {"A10": 22.18, "A100-40G": 39.50, "A100-80G": 79.25, "H100": 79.22}
+
+
+@pytest.mark.parametrize("name", sorted(LOGGED_TOTAL_GIB))
+def test_memory_vllm_budgets_from_is_what_pytorch_reports(name):
+    assert gpu(name).visible_bytes / 2**30 == pytest.approx(LOGGED_TOTAL_GIB[name], abs=0.005)

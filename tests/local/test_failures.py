@@ -53,7 +53,7 @@ def test_weights_larger_than_the_gpu_end_in_cuda_oom() -> None:
     assert "vLLM API server version" in lines[0]
     assert any("Starting to load model /opt/ds/model/deployed_model" in line for line in lines)
     (oom,) = [line for line in lines if line.startswith("torch.OutOfMemoryError")]
-    assert "CUDA out of memory. Tried to allocate 1.64 GiB. GPU 0 has a total capacity of 22.05 GiB of which" in oom
+    assert "CUDA out of memory. Tried to allocate 1.64 GiB. GPU 0 has a total capacity of 22.18 GiB of which" in oom
     assert "Traceback (most recent call last):" in lines
 
     diagnosis = _diagnose("Meta-Llama-3.1-70B-Instruct", "VM.GPU.A10.1", launch)
@@ -216,7 +216,7 @@ def test_oversized_model_fails_with_cuda_oom_in_its_predict_log(cramped) -> None
     lines = _predict_log(cramped, created["id"])
     assert "vLLM API server version" in lines[0]
     assert lines[-1].startswith("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate")
-    assert "GPU 0 has a total capacity of 22.05 GiB" in lines[-1]
+    assert "GPU 0 has a total capacity of 22.18 GiB" in lines[-1]
 
 
 def test_context_too_long_fails_with_the_kv_cache_line(cramped) -> None:
