@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -154,3 +157,54 @@ def test_fixed_serving_keeps_its_speed_however_many_run(backend_factory):
         latencies = list(pool.map(timed, sessions))
     assert all(0.45 < latency < 1.5 for latency in latencies), latencies
     assert backend.deployment_stats(deployment["id"])["max_running"] == 0  # no simulated engine
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the backend's CPU time from /proc")
+def test_the_backend_serves_256_concurrent_streams_on_a_fraction_of_a_core(backend_factory):
+    import asyncio
+
+    import aiohttp
+
+    backend = backend_factory("--serving", "gpu", "--tenancy-rps", "100000")
+    deployment = backend.create_deployment(bandwidth_mbps=1000)
+    url = deployment["url"] + "/predictWithResponseStream"
+    payload = json.dumps({**_request(128, "word " * 100), "stream": True})
+    signer = backend.signer()
+    frames = 0
+
+    def signed() -> dict:
+        prepared = requests.Request("POST", url, data=payload, headers={"content-type": "application/json"}).prepare()
+        signer(prepared)
+        return dict(prepared.headers)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal frames
+        while True:
+            async with session.post(url, data=payload, headers=signed()) as response:
+                assert response.status == 200
+                async for line in response.content:
+                    frames += line.startswith(b"data: {")
+
+    async def measure() -> tuple[float, float, dict]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            clients = [asyncio.create_task(client(session)) for _ in range(256)]
+            await asyncio.sleep(6)  # all admitted, the engine at its steady batch
+            cpu, seen, started = _cpu_seconds(backend.pid), frames, time.monotonic()
+            await asyncio.sleep(5)
+            elapsed = time.monotonic() - started
+            result = ((_cpu_seconds(backend.pid) - cpu) / elapsed, (frames - seen) / elapsed)
+            stats = backend.deployment_stats(deployment["id"])
+            for task in clients:
+                task.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
+        return (*result, stats)
+
+    cores, frames_per_s, stats = asyncio.run(measure())
+    assert stats["running"] + stats["waiting"] >= 200 and stats["max_running"] > 100, stats
+    assert frames_per_s > 500, frames_per_s  # the engine's saturated pace reaches the clients
+    assert cores < 0.3, cores
