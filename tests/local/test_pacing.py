@@ -124,12 +124,14 @@ def test_stream_pace_follows_the_shape(backend_factory):
     """One sequence of a 7B model on an A10 decodes at tens of tokens per second, not at a fixed speed."""
     backend = backend_factory("--serving", "gpu")
     deployment = backend.create_deployment()
-    response = backend.session().post(
+    session = backend.session()
+    started = time.perf_counter()
+    response = session.post(
         deployment["url"] + "/predictWithResponseStream", json={**_request(60), "stream": True}, stream=True
     )
     stamps = [time.perf_counter() for line in response.iter_lines() if line.startswith(b"data: {")]
     assert len(stamps) == 60
-    tok_s = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    tok_s = len(stamps) / (stamps[-1] - started)  # a slow client or machine can only make this lower
     # 14.5 GB of BF16 weights read per step from the A10's 600 GB/s: at most ~41 steps/s.
     assert 15 < tok_s < 41.5, tok_s
 
