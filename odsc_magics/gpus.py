@@ -57,8 +57,8 @@ _TABLE = [
         24,
         600,
         125,
-        "NVIDIA A10 Tensor Core GPU datasheet (24 GB GDDR6, 600 GB/s, BF16 tensor 125 TFLOPS | 250 sparse), "
-        "read 2026-11-29",
+        "NVIDIA A10 Tensor Core GPU datasheet (24 GB GDDR6, 600 GB/s, BF16 tensor 125 TFLOPS | 250 sparse); memory "
+        "and bandwidth also in baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference, read 2026-11-29",
         22.18,
         nvlink=False,
     ),
@@ -101,8 +101,8 @@ _TABLE = [
         48,
         864,
         362.05,
-        "NVIDIA L40S datasheet (48 GB GDDR6 with ECC, 864 GB/s; BF16 tensor 362.05 | 733 sparse TFLOPS), "
-        "read 2026-11-29",
+        "NVIDIA L40S datasheet (48 GB GDDR6 with ECC, 864 GB/s; BFLOAT16 tensor 362.05 | 733 sparse TFLOPS, as "
+        "reproduced at mullet.se/product.html?product_id=355414), read 2026-11-29",
         44.52,
         nvlink=False,
     ),
@@ -111,23 +111,26 @@ _TABLE = [
         192,
         5300,
         1307.4,
-        "AMD Instinct MI300X data sheet (192 GB HBM3, 5.3 TB/s peak; FP16/BF16 dense 1,307.4 TFLOPS), read 2026-11-29",
+        'AMD Instinct MI300X data sheet (192 GB HBM3, 5.3 TB/s peak; FP16/BF16 dense 1,307.4 TFLOPS, "~1.3 PFLOPS '
+        'FP16" in jaredwatkins.com/research/ai-accelerators/amd-instinct/mi300-series), read 2026-11-29',
     ),
     GPU(
         "B200",
         180,
         7700,
         2250,
-        "NVIDIA DGX B200 datasheet (1,440 GB HBM3e over 8 GPUs, 64 TB/s: 180 GB and 8 TB/s each, 7.7 TB/s in the "
-        "HGX B200 sheet; FP16/BF16 72 PFLOPS dense-equivalent over 8: 2.25 dense each), read 2026-11-29",
+        "NVIDIA DGX B200 datasheet (1,440 GB HBM3e over 8 GPUs: 180 GB each); HGX B200 at 1,000 W: BF16 2,250 "
+        "TFLOPS dense, 4,500 sparse (glennklockwood.com/garden/processors/B200), 7.7 TB/s "
+        "(hmc-tech.com/gpus/nvidia-b200-vs-nvidia-b100), read 2026-11-29",
     ),
     GPU(
         "GB200",
         192,
         8000,
         2500,
-        "NVIDIA GB200 NVL72 launch specification (GB200 superchip: 384 GB HBM3e, 16 TB/s over 2 GPUs; FP16/BF16 "
-        "10 PFLOPS with sparsity per superchip: 2.5 dense per GPU), read 2026-11-29",
+        "NVIDIA GB200 launch specification (superchip: 384 GB HBM3e and 16 TB/s over 2 GPUs, "
+        "hmc-tech.com/gpus/nvidia-b200-vs-nvidia-gb200); B200 in GB200 at 1,200 W: BF16 2,500 TFLOPS dense "
+        "(glennklockwood.com/garden/processors/B200), read 2026-11-29",
     ),
     # Not in the shape catalog: GPUs of the published vLLM measurements the speed model is calibrated against.
     GPU(
@@ -135,8 +138,8 @@ _TABLE = [
         48,
         696,
         149.7,
-        "NVIDIA A40 datasheet (48 GB GDDR6 with ECC, 696 GB/s; BF16 tensor 149.7 | 299.4 sparse TFLOPS), "
-        "read 2026-11-29",
+        "NVIDIA A40 datasheet (48 GB GDDR6 with ECC, 696 GB/s; BF16 tensor with FP32 accumulate 149.7 | 299.4 "
+        "sparse TFLOPS, as reproduced at ecer.com), read 2026-11-29",
         44.52,
         nvlink=False,
     ),

@@ -273,12 +273,15 @@ class Scheduler:
                 finished.append(seq.id)
                 self._leave_running(seq)
                 del self._by_id[seq.id]
+        completed = 0
         for seq, chunk in chunks:
             seq.computed += chunk
             if seq.computed < seq.prompt + seq.generated:
+                emitted[seq.id] = 0  # a prompt chunk that does not end the prompt emits nothing yet
                 continue
             seq.generated += 1
             emitted[seq.id] = 1
+            completed += 1
             if seq.generated == 1:
                 first_token.append(seq.id)
             if seq.generated >= seq.max_tokens:
@@ -288,7 +291,7 @@ class Scheduler:
             else:
                 del self._prefilling[seq.id]
                 self._start_decoding(seq, k + 1)
-        self.generation_tokens += len(emitted)
+        self.generation_tokens += decoders + completed
         return Step(duration, emitted, first_token, finished, preempted)
 
 

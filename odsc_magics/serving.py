@@ -9,8 +9,9 @@ https://github.com/vllm-project/vllm/pull/10511, read 2026-11-29): Meta-Llama-3-
 14.96 GiB of weights, 1.79 GiB outside PyTorch (3.58 GiB per GPU at tensor parallel 2) and a 1.26 GiB activation
 peak over 8,192 tokens (hidden size 4,096: ≈ 40 bytes per token per hidden unit).
 
-Speed: one engine step reads the weights (per GPU) and the KV cache of the tokens it attends to from memory, and
-does 2 × parameters FLOPs per token it processes; decode is memory-bound, prefill compute-bound, and a step takes
+Speed: one engine step reads the weights (per GPU; of a mixture of experts, the experts its tokens are routed to)
+and the KV cache of the tokens it attends to from memory, and does 2 × active parameters FLOPs per token it
+processes, plus attention over the prompt; decode is memory-bound, prefill compute-bound, and a step takes
 the larger of the two, plus a fixed per-step cost (scheduling, sampling, kernel launches), a per-sequence cost, and,
 when tensor parallel, two all-reduces per layer. The efficiency constants are calibrated against the published
 vLLM measurements listed beside them.
@@ -213,6 +214,19 @@ def memory(cfg: EngineConfig) -> Memory:
 # ------------------------------------------------------------------------------------------------- speed
 
 
+def _weights_read(model: ModelSpec, tokens: int) -> float:
+    """Bytes of weights one step reads for ``tokens`` tokens (whole model): all of a dense model's; of a mixture of
+    experts, the shared layers plus the experts the batch's tokens are routed to (each picks ``experts_per_token``
+    of ``experts``, taken as uniform: an expert is missed by all of them with probability (1 - k/E) ** tokens)."""
+    if not (model.experts and model.experts_per_token and model.active_parameters_b):
+        return model.weights_gb * 1e9
+    experts, per_token = model.experts, model.experts_per_token
+    per_expert = (model.parameters_b - model.active_parameters_b) / (experts - per_token)
+    shared = model.active_parameters_b - per_token * per_expert
+    touched = experts * (1.0 - (1.0 - per_token / experts) ** max(1, tokens))
+    return (shared + touched * per_expert) * 1e9 * model.bytes_per_param
+
+
 def step_seconds(
     cfg: EngineConfig, *, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_attended: int | None = None
 ) -> float:
@@ -227,12 +241,13 @@ def step_seconds(
         raise ValueError(f"no speed figures for the GPUs of {cfg.shape.name}")
     tp = cfg.tensor_parallel_size
     model = cfg.model
-    read = model.weights_gb * 1e9 / tp + kv_tokens * _kv_bytes_per_gpu(cfg)
-    memory_s = read / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
     tokens = prefill_tokens + decode_seqs
+    read = _weights_read(model, tokens) / tp + kv_tokens * _kv_bytes_per_gpu(cfg)
+    memory_s = read / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
     if prefill_attended is None:
         prefill_attended = prefill_tokens * (prefill_tokens + 1) // 2
-    flops = 2.0 * model.parameters_b * 1e9 * tokens + 4.0 * (model.layers or 32) * _hidden(model) * prefill_attended
+    active = model.active_parameters_b or model.parameters_b
+    flops = 2.0 * active * 1e9 * tokens + 4.0 * (model.layers or 32) * _hidden(model) * prefill_attended
     compute_s = flops / (tp * gpu.bf16_tflops * 1e12 * FLOPS_EFFICIENCY)
     seconds = max(memory_s, compute_s) + STEP_OVERHEAD_S + SEQ_OVERHEAD_S * (decode_seqs + (1 if prefill_tokens else 0))
     if tp > 1:

@@ -190,6 +190,9 @@ class ModelSpec:
     context: int | None = None
     kv_bytes: float = 2.0
     source: str = "name"
+    experts: int = 0  # mixture of experts: experts per layer (0: a dense model)
+    experts_per_token: int = 0
+    active_parameters_b: float | None = None  # parameters one token goes through (a mixture of experts' share)
 
     @property
     def has_architecture(self) -> bool:
@@ -214,6 +217,7 @@ class _Arch:
     kv_heads: int
     head_dim: int
     context: int
+    experts: tuple[int, int, float] | None = None  # (experts, experts per token, active parameters, billions)
 
 
 # Popular architectures (from each model's config.json). First match wins, so specific patterns come first.
@@ -233,8 +237,10 @@ _KNOWN: list[tuple[re.Pattern[str], _Arch]] = [
         (r"llama-?2-7b", _Arch(6.74, 32, 4096, 32, 128, 4096)),
         (r"llama-?2-13b", _Arch(13.0, 40, 5120, 40, 128, 4096)),
         (r"llama-?2-70b", _Arch(69.0, 80, 8192, 8, 128, 4096)),
-        (r"mixtral-8x7b", _Arch(46.7, 32, 4096, 8, 128, 32768)),
-        (r"mixtral-8x22b", _Arch(140.6, 56, 6144, 8, 128, 65536)),
+        # Mixtral: 8 experts, 2 per token (config.json num_local_experts, num_experts_per_tok); active parameters
+        # from Mistral AI's announcements ("12.9B parameters per token"; "39B active parameters out of 141B")
+        (r"mixtral-8x7b", _Arch(46.7, 32, 4096, 8, 128, 32768, (8, 2, 12.9))),
+        (r"mixtral-8x22b", _Arch(140.6, 56, 6144, 8, 128, 65536, (8, 2, 39.0))),
         (r"mistral-7b", _Arch(7.25, 32, 4096, 8, 128, 32768)),
         (r"phi-3-mini-4k", _Arch(3.82, 32, 3072, 32, 96, 4096)),
         (r"phi-3(\.5)?-mini", _Arch(3.82, 32, 3072, 32, 96, 131072)),
@@ -270,6 +276,13 @@ _DTYPE_BYTES = {
     "int8": 1.0,
     "int4": 0.5,
 }
+
+
+def _moe(experts: tuple[int, int, float] | None) -> dict[str, Any]:
+    if experts is None:
+        return {}
+    total, per_token, active = experts
+    return {"experts": total, "experts_per_token": per_token, "active_parameters_b": active}
 
 
 def _normalise(name: str) -> str:
@@ -320,6 +333,7 @@ def model_spec_from(name: str, metadata: Mapping[str, Any] | None = None) -> Mod
                 arch.head_dim,
                 arch.context,
                 source="known architecture",
+                **_moe(arch.experts),
             )
             break
     if spec is None:

@@ -138,10 +138,13 @@ def test_first_token_and_finish_are_reported_once_per_request():
     steps = 0
     while (step := scheduler.step()) is not None:
         steps += 1
+        if steps == 1:
+            assert step.emitted == {"one": 0}  # the first 2,048 prompt tokens: nothing to emit yet
         firsts += step.first_token
         finished += step.finished
         assert step.duration_s > 0
     assert sorted(firsts) == ["one", "two"] and sorted(finished) == ["one", "two"]
+    assert scheduler.generation_tokens == 1 + 3
     assert steps == 4  # 2,048 | 452 + 100 (both first tokens) | two decode steps for "two"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from odsc_magics.serving import Estimate, engine_config, estimate, memory, step_seconds
@@ -254,3 +256,20 @@ def test_long_prompts_cost_more_than_their_tokens_alone():
     short = simulate(cfg, concurrency=1, input_tokens=16384, output_tokens=2, requests=1)
     long = simulate(cfg, concurrency=1, input_tokens=32768, output_tokens=2, requests=1)
     assert long.p50_ttft_s > 2.2 * short.p50_ttft_s
+
+
+def test_a_mixture_of_experts_reads_and_computes_only_the_experts_it_uses():
+    # Mixtral-8x7B: 46.7B parameters, 12.9B per token (2 of 8 experts): one token reads about a quarter of the weights
+    mixtral = model_spec_from("Mixtral-8x7B-Instruct-v0.1")
+    assert (mixtral.experts, mixtral.experts_per_token, mixtral.active_parameters_b) == (8, 2, 12.9)
+    cfg = engine_config(mixtral, "BM.GPU.H100.8", "--max-model-len 8192 --tensor-parallel-size 2")
+    dense = replace(mixtral, experts=0, experts_per_token=0, active_parameters_b=None)
+    dense_cfg = replace(cfg, model=dense)
+    alone = step_seconds(cfg, prefill_tokens=0, decode_seqs=1, kv_tokens=1000)
+    assert alone < 0.5 * step_seconds(dense_cfg, prefill_tokens=0, decode_seqs=1, kv_tokens=1000)
+    # a large batch touches every expert: it reads what a dense model of the same size reads
+    batch = step_seconds(cfg, prefill_tokens=0, decode_seqs=64, kv_tokens=64_000)
+    assert batch == pytest.approx(step_seconds(dense_cfg, prefill_tokens=0, decode_seqs=64, kv_tokens=64_000), rel=0.02)
+    # and a prompt costs the FLOPs of the active parameters
+    prefill = step_seconds(cfg, prefill_tokens=8192, decode_seqs=0, kv_tokens=8192)
+    assert prefill < 0.5 * step_seconds(dense_cfg, prefill_tokens=8192, decode_seqs=0, kv_tokens=8192)

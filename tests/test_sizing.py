@@ -276,8 +276,8 @@ def test_8b_at_full_context_suggests_max_model_len():
     verdict = fit(model_spec_from(LLAMA_8B), "VM.GPU.A10.1")
     assert not verdict.fits
     assert verdict.tokens == 131072
-    # vLLM budgets 0.9 × the 22.05 GiB CUDA reports (21.3 GB); less 16.06 GB of weights and ≈ 2.3 GB outside the
-    # KV cache (runtime, activations) that leaves ≈ 3 GB: ≈ 22,800 tokens at 131,072 B → 16,384 (power of two)
+    # vLLM budgets 0.9 × the 22.18 GiB CUDA reports (21.4 GB); less 16.06 GB of weights and ≈ 2.3 GB outside the
+    # KV cache (runtime, activations) that leaves ≈ 3.1 GB: ≈ 23,800 tokens at 131,072 B → 16,384 (power of two)
     assert verdict.suggested_max_model_len == 16384
     assert verdict.suggested_shape == "VM.GPU.A10.2"
     assert verdict.reason == (

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from odsc_magics import serving
 from odsc_magics.gpus import GPUS
 from odsc_magics.sizing import ModelSpec, ShapeInfo, model_spec_from, shape_info
+from odsc_magics.vllm_container import flag_values
 from odsc_magics.vllm_container import max_model_len as params_max_model_len
 
 FAIL_ENV = "EMULATOR_FAIL"  # container env var: the deployment ends FAILED with this text as the reason
@@ -190,6 +191,14 @@ def _model_path(env: dict[str, str]) -> str:
     return f"{MODEL_DIR}/{env.get('BASE_MODEL') or 'model'}".rstrip("/")
 
 
+def _utilization(env: dict[str, str]) -> float:
+    """The deployment's ``--gpu-memory-utilization`` (vLLM's default unless PARAMS set it)."""
+    try:
+        return float(flag_values(env.get("PARAMS", "")).get("--gpu-memory-utilization", ""))
+    except ValueError:
+        return serving.GPU_MEMORY_UTILIZATION
+
+
 def _head(env: dict[str, str], info: ShapeInfo, max_model_len: int | None) -> list[str]:
     """The API server's first lines (its version and arguments)."""
     port = env.get("PORT") or "8080"
@@ -197,7 +206,7 @@ def _head(env: dict[str, str], info: ShapeInfo, max_model_len: int | None) -> li
         f"INFO {STAMP} api_server.py:585] vLLM API server version {VLLM_VERSION}",
         f"INFO {STAMP} api_server.py:586] args: Namespace(host=None, port={port}, model='{_model_path(env)}', "
         f"served_model_name=['odsc-llm'], seed=42, max_model_len={max_model_len}, "
-        f"tensor_parallel_size={_gpus(info)}, gpu_memory_utilization={serving.GPU_MEMORY_UTILIZATION})",
+        f"tensor_parallel_size={_gpus(info)}, gpu_memory_utilization={_utilization(env)})",
     ]
 
 

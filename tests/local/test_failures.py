@@ -84,6 +84,25 @@ def test_a_context_too_long_for_the_kv_cache_ends_in_vllms_value_error() -> None
     assert not _plan("Meta-Llama-3.1-8B-Instruct", "VM.GPU.A10.1", diagnosis.suggested_max_model_len).failed
 
 
+def test_the_deployments_memory_utilization_decides_as_vllm_would() -> None:
+    # 16 GB of Llama 3.1 8B weights load on an A10 (22.18 GiB), but half of it leaves nothing for the KV cache
+    params = "--served-model-name odsc-llm --max-model-len 8192 --gpu-memory-utilization 0.5"
+    launch = failures.plan(BY_NAME["Meta-Llama-3.1-8B-Instruct"], {"PARAMS": params}, "VM.GPU.A10.1")
+    assert launch.failed and "No available memory for the cache blocks" in launch.message
+    lines = _lines(launch)
+    assert "gpu_memory_utilization=0.5)" in lines[1]
+    assert lines[-1].startswith("ValueError: No available memory for the cache blocks.")
+    # at vLLM's default 0.9 the same engine starts, and logs the blocks odsc_magics.serving accounts
+    from odsc_magics.serving import engine_config, memory
+
+    params = "--served-model-name odsc-llm --max-model-len 8192"
+    started = failures.plan(BY_NAME["Meta-Llama-3.1-8B-Instruct"], {"PARAMS": params}, "VM.GPU.A10.1")
+    blocks = memory(engine_config(model_spec_from("Meta-Llama-3.1-8B-Instruct"), "VM.GPU.A10.1", params)).kv_blocks
+    assert not started.failed
+    assert any(f"# GPU blocks: {blocks}," in line for line in _lines(started))
+    assert any("Maximum concurrency for 8192 tokens per request:" in line for line in _lines(started))
+
+
 def test_models_that_fit_start_and_print_vllms_start_up() -> None:
     launch = _plan("Mistral-7B-Instruct-v0.3", "VM.GPU.A10.1")
     assert not launch.failed
