@@ -192,10 +192,12 @@ def main() -> int:
             "0",
             "--capacity",
             str(max(32, args.connections)),
+            "--tenancy-rps",  # the server's own speed is measured, not the platform's request-rate limit
+            "1e9",
         ]
         backend = start_backend(tmp, *flags)
         try:
-            deployment = backend.create_deployment("bench")
+            deployment = backend.create_deployment("bench", bandwidth_mbps=100_000)
             action = "predictWithResponseStream" if args.stream else "predict"
             body = {**BODY, "stream": True} if args.stream else BODY
             request_file = Path(tmp) / "request.bin"

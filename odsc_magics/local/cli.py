@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from odsc_magics.local.faults import FAULT_KINDS, parse_fault
+from odsc_magics.local.frontend import TENANCY_RPS
+
+SERVING_MODES = ("gpu", "fixed")
 
 HOST = "127.0.0.1"
 
@@ -35,7 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         "its predict log, and --no-capacity shapes end FAILED with the platform's capacity error. A deployment "
         "whose container environment sets EMULATOR_FAIL=<reason> ends FAILED with that reason. Logging "
         "(/20200531) has one log group, odsc-magics-local, with the logs 'access' and 'predict'; a deployment "
-        "whose categoryLogDetails names them can be searched through Logging Search (/20190909/search).",
+        "whose categoryLogDetails names them can be searched through Logging Search (/20190909/search). "
+        "With --serving gpu each deployment instance is a simulated vLLM engine on the shape's GPUs (a FIFO queue "
+        "under --max-num-seqs and the KV cache, chunked prefill, preemption; PARAMS flags honoured), instances "
+        "behind a round-robin balancer; the builtin engine's text arrives at that engine's pace. The platform's "
+        "front end answers 500 'Service Timeout' when a /predict answer, or a stream's first byte, takes more than "
+        "60 s (simulated; the request is aborted in the engine), and 429 beyond the deployment's bandwidthMbps "
+        "(default 10) or the tenancy's --tenancy-rps.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free port)")
     parser.add_argument("--state-dir", type=Path, default=None, help=f"state directory (default {default_state_dir()})")
@@ -43,13 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", default="builtin", help="model server: 'builtin' (no weights) or 'openai:URL' (forward)"
     )
     parser.add_argument(
+        "--serving",
+        choices=SERVING_MODES,
+        default=None,
+        help="builtin engine timing: 'gpu' simulates vLLM on the deployment's shape (continuous batching, KV cache, "
+        "step times of its GPUs; several instances round-robin), 'fixed' answers at --ttft-ms/--tokens-per-s "
+        "however many requests run (default: gpu, or fixed when --ttft-ms or --tokens-per-s is given)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="the simulated clock runs X times faster than real time; every limit in simulated time (the 60 s "
+        "predict timeout, the bandwidth and request-rate limits) passes X times faster; stats report simulated "
+        "time (default 1)",
+    )
+    parser.add_argument(
+        "--tenancy-rps",
+        type=float,
+        default=TENANCY_RPS,
+        metavar="N",
+        help=f"predict requests per second the tenancy allows across all deployments; more are answered 429 "
+        f"(default {TENANCY_RPS}, as the platform's)",
+    )
+    parser.add_argument(
         "--capacity",
         type=int,
-        default=32,
-        help="concurrent predict requests per deployment; more are answered 429 at once (default 32)",
+        default=None,
+        help="an extra wall: at most N concurrent predict requests per deployment, more are answered 429 at once "
+        "(default none)",
     )
-    parser.add_argument("--ttft-ms", type=float, default=50.0, help="builtin engine: time to first token")
-    parser.add_argument("--tokens-per-s", type=float, default=100.0, help="builtin engine: tokens per second")
+    parser.add_argument("--ttft-ms", type=float, default=None, help="--serving fixed: time to first token (default 50)")
+    parser.add_argument(
+        "--tokens-per-s", type=float, default=None, help="--serving fixed: tokens per second (default 100)"
+    )
     parser.add_argument(
         "--deploy-seconds",
         type=float,
@@ -90,8 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = [parse_fault(text) for text in args.fault]
         if sum(rate for _, rate in faults) > 1.0 + 1e-9:
             raise ValueError("the --fault rates add up to more than 1")
-        if args.capacity < 1:
+        if args.capacity is not None and args.capacity < 1:
             raise ValueError("--capacity must be at least 1")
+        if not args.time_scale > 0:
+            raise ValueError("--time-scale must be greater than 0")
+        if not args.tenancy_rps > 0:
+            raise ValueError("--tenancy-rps must be greater than 0")
         if not 0 <= args.port <= 65535:
             raise ValueError("--port must be between 0 and 65535")
         from odsc_magics.local.catalog import SHAPE_NAMES
@@ -126,9 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=state_dir,
         port=args.port,
         engine=args.engine,
+        serving=_serving(args),
+        time_scale=args.time_scale,
+        tenancy_rps=args.tenancy_rps,
         capacity=args.capacity,
-        ttft_ms=args.ttft_ms,
-        tokens_per_s=args.tokens_per_s,
+        ttft_ms=50.0 if args.ttft_ms is None else args.ttft_ms,
+        tokens_per_s=100.0 if args.tokens_per_s is None else args.tokens_per_s,
         deploy_seconds=args.deploy_seconds,
         faults=faults,
         no_capacity=list(args.no_capacity),
@@ -145,6 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         lock.close()
     return 0
+
+
+def _serving(args: argparse.Namespace) -> str:
+    """--serving as given; else the timing flags of the fixed model select it, and gpu is the default."""
+    if args.serving:
+        return args.serving
+    return "fixed" if args.ttft_ms is not None or args.tokens_per_s is not None else "gpu"
 
 
 def _lock(state_dir: Path):
@@ -176,7 +227,8 @@ async def serve(options) -> None:
     resources.seed(runtime)
     logsearch.seed(runtime)
     app = server.create_app(runtime)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    # handler_cancellation: a client that goes away cancels its request, which aborts it in the engine.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, HOST, options.port, backlog=1024)
     await site.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from odsc_magics.local import frontend
 from odsc_magics.local.apierror import ApiError, not_found
 from odsc_magics.local.http import dumps
 from odsc_magics.local.lifecycle import deployment_env
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 STREAM = "predictWithResponseStream"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _FAULT_ERRORS = {
-    "429": (429, "TooManyRequests", "Too many requests: the load balancer's bandwidth limit is exceeded"),
+    "429": (429, "TooManyRequests", frontend.BANDWIDTH_MESSAGE),
     "500": (500, "InternalServerError", "Internal server error"),
     "503": (503, "ServiceUnavailable", "Model server unavailable"),
 }
@@ -166,9 +168,12 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
     env = deployment_env(deployment)
     route = _route(deployment, env, request, suffix, body)
 
+    _front_end_admits(runtime, deployment, stats, len(request.get("body") or b""))
+    deadline = asyncio.get_running_loop().time() + runtime.frontend.timeout_s
     capacity = runtime.options.capacity
     inflight = runtime.inflight.get(deployment["id"], 0)
-    if inflight >= capacity:
+    if capacity is not None and inflight >= capacity:
+        stats.throttles[frontend.CAPACITY] += 1
         raise _with_retry_after(
             runtime,
             ApiError(
@@ -188,22 +193,81 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
                 _abort(request)
         outcome["route"] = route
         engine = runtime.engine_for(env)
-        context = {"deployment_id": deployment["id"], "env": env}
-        reply = await engine.handle(request.method, route, body, context=context)
+        context = {"deployment_id": deployment["id"], "env": env, "pace": runtime.pace_for(deployment)}
+        live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
+        bucket = runtime.frontend.bandwidth(deployment["id"], frontend.bandwidth_mbps(deployment))
+        # The front end's 60 s limit: on a whole answer, or on a stream until its first byte. What runs past it
+        # is cancelled, which aborts the request in the engine (as vLLM does when the connection closes).
+        if not live:
+            try:
+                reply, payload, content_type = await _within(
+                    deadline, _whole_answer(engine, request, route, body, context, fault)
+                )
+            except asyncio.TimeoutError:
+                raise _timed_out(stats) from None
+            bucket.add(len(payload))
+            return await _send_body(request, reply, payload, content_type, fault, stats, outcome)
+        try:
+            reply = await _within(deadline, engine.handle(request.method, route, body, context=context))
+        except asyncio.TimeoutError:
+            raise _timed_out(stats) from None
         if fault == "midstream":
             reply = _failing_midway(reply, _expected_frames(request))
-        live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
         if reply.stream is None:
             if stream_endpoint and reply.status < 400:
                 raise ApiError(409, "ExternalServerIncorrectState", "The model server did not answer with a stream")
             payload = b"" if reply.body is None else dumps(reply.body)
+            bucket.add(len(payload))
             return await _send_body(request, reply, payload, "application/json", fault, stats, outcome)
-        if live:
-            return await _send_stream(request, reply, fault, stats, outcome)
-        frames = [frame async for frame in reply.stream]
-        return await _send_body(request, reply, b"".join(frames), "text/event-stream", fault, stats, outcome)
+        try:
+            first = await _within(deadline, anext(reply.stream, None))
+        except asyncio.TimeoutError:
+            await _close_iterator(reply.stream)
+            raise _timed_out(stats) from None
+        return await _send_stream(request, reply, _chain(first, reply.stream), bucket, fault, stats, outcome)
     finally:
         runtime.inflight[deployment["id"]] -= 1
+
+
+def _front_end_admits(runtime: Runtime, deployment: dict, stats, request_bytes: int) -> None:
+    """The tenancy's request rate, then the deployment's load-balancer bandwidth (429s otherwise)."""
+    if not runtime.frontend.admit_request():
+        stats.throttles[frontend.TENANCY_RATE] += 1
+        raise _with_retry_after(runtime, frontend.tenancy_rate_exceeded())
+    bucket = runtime.frontend.bandwidth(deployment["id"], frontend.bandwidth_mbps(deployment))
+    if not bucket.admits():
+        stats.throttles[frontend.BANDWIDTH] += 1
+        raise _with_retry_after(runtime, frontend.bandwidth_exceeded())
+    bucket.add(request_bytes)
+
+
+async def _within(deadline: float, awaitable):
+    """``awaitable``'s result if it comes before ``deadline`` (loop time), else it is cancelled: TimeoutError."""
+    return await asyncio.wait_for(awaitable, max(0.0, deadline - asyncio.get_running_loop().time()))
+
+
+def _timed_out(stats) -> ApiError:
+    stats.timeouts += 1
+    return frontend.service_timeout()
+
+
+async def _whole_answer(engine, request: web.Request, route: str, body: Any, context: dict, fault):
+    """The engine's complete answer: (reply, payload, content type); a stream is gathered whole."""
+    reply = await engine.handle(request.method, route, body, context=context)
+    if fault == "midstream":
+        reply = _failing_midway(reply, _expected_frames(request))
+    if reply.stream is None:
+        return reply, (b"" if reply.body is None else dumps(reply.body)), "application/json"
+    frames = [frame async for frame in reply.stream]
+    return reply, b"".join(frames), "text/event-stream"
+
+
+async def _chain(first: bytes | None, stream):
+    if first is None:
+        return
+    yield first
+    async for frame in stream:
+        yield frame
 
 
 def _with_retry_after(runtime: Runtime, error: ApiError) -> ApiError:
@@ -242,23 +306,25 @@ async def _send_body(request, reply, payload: bytes, content_type: str, fault, s
     return response
 
 
-async def _send_stream(request, reply, fault, stats, outcome):
+async def _send_stream(request, reply, frames, bucket, fault, stats, outcome):
     response = web.StreamResponse(status=reply.status, headers={**_extra_headers(reply), **SSE_HEADERS})
     response.enable_chunked_encoding()
     outcome["status"] = reply.status
-    await response.prepare(request)
     # Once the headers are out, no error response can follow: any failure drops the connection, so the
     # client sees a stream without [DONE] (the platform reports such late failures in a trailer).
     try:
+        await response.prepare(request)
         if fault == "cut":
             budget = max(1, _expected_frames(request) // 2)
-            async for frame in reply.stream:
+            async for frame in frames:
                 if frame == DONE_FRAME or budget <= 0:
                     break
+                bucket.add(len(frame))
                 await response.write(frame)
                 budget -= 1
             raise Dropped()
-        async for frame in reply.stream:
+        async for frame in frames:
+            bucket.add(len(frame))
             await response.write(frame)
         await response.write_eof()
     except Exception as exc:
@@ -266,6 +332,9 @@ async def _send_stream(request, reply, fault, stats, outcome):
             log.exception("stream of %s failed after its first byte", request.match_info["deployment"])
         await _close_iterator(reply.stream)
         _abort(request)
+    finally:
+        # A client that went away cancels this handler: the engine's request is aborted with the stream.
+        await _close_iterator(reply.stream)
     if 200 <= reply.status < 300 and fault != "midstream":
         stats.success(request["body_sha256"])
     return response

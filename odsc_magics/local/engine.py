@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from odsc_magics.local.openai_wire import (
     usage,
     value_error,
 )
+from odsc_magics.local.pacing import FixedPace, Pace
 from odsc_magics.local.textgen import generate
 from odsc_magics.local.tokens import count_tokens, message_text, render_chat
 
@@ -115,6 +115,7 @@ class BuiltinEngine:
         self.max_model_len = max_model_len
         self.ttft_s = max(float(ttft_ms), 0.0) / 1000.0
         self.token_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
+        self.pace = FixedPace(self.ttft_s, self.token_s)
         self._model_json = dumps(served_model_name)
 
     async def aclose(self) -> None:
@@ -137,9 +138,13 @@ class BuiltinEngine:
         except BadRequest as exc:
             return exc.reply
         prompt_tokens = sum(p[1] for p in req.prompts)
+        # One sequence per choice; their timing comes from the deployment's pace (``context["pace"]``: the
+        # simulated GPU engine) or this engine's fixed speed.
+        pace: Pace = context.get("pace") or self.pace
+        sequences = ([p[1] for p in req.prompts for _ in range(req.n)], [len(c.tokens) for c in choices])
         if req.stream:
-            return EngineReply(200, stream=self._stream(req, choices, prompt_tokens))
-        return await self._complete(req, choices, prompt_tokens)
+            return EngineReply(200, stream=self._stream(req, choices, prompt_tokens, pace, sequences))
+        return await self._complete(req, choices, prompt_tokens, pace, sequences)
 
     # -- request --
 
@@ -302,11 +307,15 @@ class BuiltinEngine:
 
     # -- answers --
 
-    async def _complete(self, req: _Request, choices: list[_Choice], prompt_tokens: int) -> EngineReply:
+    async def _complete(
+        self, req: _Request, choices: list[_Choice], prompt_tokens: int, pace: Pace, sequences: tuple
+    ) -> EngineReply:
         steps = max(len(c.tokens) for c in choices)
-        delay = self.ttft_s + self.token_s * (steps - 1)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        ticket = pace.start(*sequences)
+        try:
+            await ticket.reach(max(1, steps))
+        finally:
+            ticket.close()
         completion_tokens = sum(len(c.tokens) for c in choices)
         counts = usage(prompt_tokens, completion_tokens)
         created = int(time.time())
@@ -349,61 +358,65 @@ class BuiltinEngine:
         return EngineReply(200, body)
 
     async def _stream(
-        self, req: _Request, choices: list[_Choice], prompt_tokens: int
+        self, req: _Request, choices: list[_Choice], prompt_tokens: int, pace: Pace, sequences: tuple
     ) -> AsyncIterator[bytes]:
-        created = int(time.time())
-        if req.chat:
-            head = (
-                f'data: {{"id":"chatcmpl-{os.urandom(16).hex()}","object":"chat.completion.chunk",'
-                f'"created":{created},"model":{self._model_json},"choices":['
-            )
-        else:
-            head = (
-                f'data: {{"id":"cmpl-{os.urandom(16).hex()}","object":"text_completion",'
-                f'"created":{created},"model":{self._model_json},"choices":['
-            )
-        steps = max(len(c.tokens) for c in choices)
-        counts = [0] * len(choices)
-        if self.ttft_s > 0:
-            await asyncio.sleep(self.ttft_s)
-        if req.chat:
-            for i in range(len(choices)):
+        # The ticket is taken at the first read: the request reaches the engine when the stream is consumed.
+        ticket = pace.start(*sequences)
+        try:
+            created = int(time.time())
+            if req.chat:
+                head = (
+                    f'data: {{"id":"chatcmpl-{os.urandom(16).hex()}","object":"chat.completion.chunk",'
+                    f'"created":{created},"model":{self._model_json},"choices":['
+                )
+            else:
+                head = (
+                    f'data: {{"id":"cmpl-{os.urandom(16).hex()}","object":"text_completion",'
+                    f'"created":{created},"model":{self._model_json},"choices":['
+                )
+            steps = max(len(c.tokens) for c in choices)
+            counts = [0] * len(choices)
+            await ticket.reach(1)
+            if req.chat:
+                for i in range(len(choices)):
+                    yield (
+                        f'{head}{{"index":{i},"delta":{{"role":"assistant","content":""}},'
+                        f'"logprobs":null,"finish_reason":null}}]{self._usage_tail(req, prompt_tokens, 0)}}}\n\n'
+                    ).encode()
+            for step in range(steps):
+                if step:
+                    await ticket.reach(step + 1)
+                for i, choice in enumerate(choices):
+                    if step >= len(choice.tokens):
+                        continue
+                    counts[i] += 1
+                    text = dumps(choice.tokens[step])
+                    last = step == len(choice.tokens) - 1
+                    if req.chat:
+                        end = (
+                            f',"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
+                            if last
+                            else ',"finish_reason":null'
+                        )
+                        item = f'{{"index":{i},"delta":{{"content":{text}}},"logprobs":null{end}}}'
+                    else:
+                        end = (
+                            f'"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
+                            if last
+                            else '"finish_reason":null,"stop_reason":null'
+                        )
+                        item = f'{{"index":{i},"text":{text},"logprobs":null,{end}}}'
+                    tail = self._usage_tail(req, prompt_tokens, counts[i])
+                    yield f"{head}{item}]{tail}}}\n\n".encode()
+            if req.include_usage:
+                completion_tokens = sum(counts)
                 yield (
-                    f'{head}{{"index":{i},"delta":{{"role":"assistant","content":""}},'
-                    f'"logprobs":null,"finish_reason":null}}]{self._usage_tail(req, prompt_tokens, 0)}}}\n\n'
+                    f'{head}],"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":'
+                    f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}}}}}\n\n'
                 ).encode()
-        for step in range(steps):
-            if step and self.token_s > 0:
-                await asyncio.sleep(self.token_s)
-            for i, choice in enumerate(choices):
-                if step >= len(choice.tokens):
-                    continue
-                counts[i] += 1
-                text = dumps(choice.tokens[step])
-                last = step == len(choice.tokens) - 1
-                if req.chat:
-                    end = (
-                        f',"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
-                        if last
-                        else ',"finish_reason":null'
-                    )
-                    item = f'{{"index":{i},"delta":{{"content":{text}}},"logprobs":null{end}}}'
-                else:
-                    end = (
-                        f'"finish_reason":{dumps(choice.finish_reason)},"stop_reason":{dumps(choice.stop_reason)}'
-                        if last
-                        else '"finish_reason":null,"stop_reason":null'
-                    )
-                    item = f'{{"index":{i},"text":{text},"logprobs":null,{end}}}'
-                tail = self._usage_tail(req, prompt_tokens, counts[i])
-                yield f"{head}{item}]{tail}}}\n\n".encode()
-        if req.include_usage:
-            completion_tokens = sum(counts)
-            yield (
-                f'{head}],"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":'
-                f'{prompt_tokens + completion_tokens},"completion_tokens":{completion_tokens}}}}}\n\n'
-            ).encode()
-        yield DONE_FRAME
+            yield DONE_FRAME
+        finally:
+            ticket.close()
 
     def _usage_tail(self, req: _Request, prompt_tokens: int, completion_tokens: int) -> str:
         # vLLM dumps completion chunks with every field (usage null, prompt_tokens_details null) and chat

@@ -59,6 +59,18 @@ class DeploymentStats:
     faults: Counter = field(default_factory=Counter)
     succeeded: int = 0
     duplicate_successes: int = 0
+    timeouts: int = 0  # 500 Service Timeout answers of the front end
+    throttles: Counter = field(default_factory=Counter)  # 429s of the front end by kind
+    # The simulated engines (--serving gpu), over all instances; times are simulated seconds.
+    busy_s: float = 0.0
+    steps: int = 0
+    preemptions: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    max_running: int = 0  # the largest batch one instance ran
+    max_kv_blocks_used: int = 0  # the most KV-cache blocks one instance held
+    max_num_seqs: int = 0
+    kv_blocks_total: int = 0  # KV-cache blocks of one instance
     _seen: set = field(default_factory=set)
 
     def success(self, body_digest: bytes) -> None:
@@ -69,13 +81,29 @@ class DeploymentStats:
         else:
             self._seen.add(body_digest)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, live: dict | None = None) -> dict:
+        """The counters, with ``live`` (running, waiting, KV-cache usage of the engines now) merged in."""
         return {
             "predict_requests": self.predict_requests,
             "by_status": {str(status): count for status, count in sorted(self.by_status.items())},
             "faults": dict(self.faults),
             "succeeded": self.succeeded,
             "duplicate_successes": self.duplicate_successes,
+            "timeouts": self.timeouts,
+            "throttles": dict(self.throttles),
+            "running": 0,
+            "waiting": 0,
+            "kv_cache_usage": 0.0,
+            **(live or {}),
+            "max_running": self.max_running,
+            "max_kv_blocks_used": self.max_kv_blocks_used,
+            "max_num_seqs": self.max_num_seqs,
+            "kv_blocks_total": self.kv_blocks_total,
+            "preemptions": self.preemptions,
+            "prompt_tokens": self.prompt_tokens,
+            "generation_tokens": self.generation_tokens,
+            "busy_s": round(self.busy_s, 6),
+            "steps": self.steps,
         }
 
 
@@ -91,5 +119,6 @@ class Stats:
             stats = self.deployments[deployment_id] = DeploymentStats()
         return stats
 
-    def as_dict(self) -> dict:
-        return {"deployments": {key: value.as_dict() for key, value in self.deployments.items()}}
+    def as_dict(self, live: dict[str, dict] | None = None) -> dict:
+        live = live or {}
+        return {"deployments": {key: value.as_dict(live.get(key)) for key, value in self.deployments.items()}}

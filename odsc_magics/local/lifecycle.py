@@ -10,8 +10,10 @@ from typing import Any
 from odsc_magics.local import catalog
 from odsc_magics.local.apierror import ApiError
 from odsc_magics.local.failures import FAIL_ENV, SERVER_CODE, Launch, plan, stamp
+from odsc_magics.local.failures import _spec as model_spec
 from odsc_magics.local.identity import new_ocid
 from odsc_magics.local.state import Store, rfc3339
+from odsc_magics.sizing import ModelSpec
 
 # operation -> (allowed source states, transitional state, final state, duration factor of --deploy-seconds)
 TRANSITIONS: dict[str, tuple[frozenset[str], str, str, float]] = {
@@ -99,9 +101,20 @@ class Lifecycle:
         dues = [d["_pending"]["due"] for d in self.store.deployments.values() if d.get("_pending")]
         return min(dues, default=float("inf"))
 
-    def _launch(self, deployment: dict) -> Launch:
+    def model_id(self, deployment: dict) -> str | None:
+        return model_id_of(deployment)
+
+    def model_of(self, deployment: dict) -> dict | None:
+        """The model a deployment serves: a service (catalog) model or one stored here."""
         model_id = model_id_of(deployment)
-        model = (catalog.SERVICE_MODELS_BY_ID.get(model_id) or self.store.models.get(model_id)) if model_id else None
+        return (catalog.SERVICE_MODELS_BY_ID.get(model_id) or self.store.models.get(model_id)) if model_id else None
+
+    def model_spec(self, deployment: dict) -> ModelSpec | None:
+        """The architecture of the model a deployment serves, as the launch reads it."""
+        return model_spec(self.model_of(deployment))
+
+    def _launch(self, deployment: dict) -> Launch:
+        model = self.model_of(deployment)
         return plan(model, deployment_env(deployment), shape_of(deployment), no_capacity=self.no_capacity)
 
     def start(self, deployment: dict, operation: str, *, now: float | None = None, relaunch: bool = True) -> dict:
@@ -180,7 +193,7 @@ class Lifecycle:
             deployment["lifecycleDetails"] = fail or _details(deployment["lifecycleState"])
             if deployment["lifecycleState"] == "ACTIVE":
                 system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
-                system["currentInstanceCount"] = _instance_count(deployment)
+                system["currentInstanceCount"] = instance_count(deployment)
             elif deployment["lifecycleState"] in {"INACTIVE", "DELETED", "FAILED"}:
                 system = deployment.setdefault("modelDeploymentSystemData", {"systemInfraType": "INSTANCE_POOL"})
                 system["currentInstanceCount"] = 0
@@ -227,7 +240,8 @@ def _image_of(deployment: dict) -> str:
     return env_config.get("image") or "the default model server image"
 
 
-def _instance_count(deployment: dict) -> int:
+def instance_count(deployment: dict) -> int:
+    """Instances the deployment's scaling policy starts (FIXED_SIZE count, or the autoscaler's initial one)."""
     config = deployment.get("modelDeploymentConfigurationDetails") or {}
     policy = (config.get("modelConfigurationDetails") or {}).get("scalingPolicy") or {}
     if policy.get("policyType") == "AUTOSCALING":

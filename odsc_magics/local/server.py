@@ -76,7 +76,16 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 
 async def emulator_stats(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    return json_response({"pid": runtime.pid, "instance": runtime.instance, **runtime.stats.as_dict()})
+    stats = runtime.stats.as_dict(runtime.live_stats())
+    return json_response(
+        {
+            "pid": runtime.pid,
+            "instance": runtime.instance,
+            "serving": runtime.options.serving,
+            "time_scale": runtime.options.time_scale,
+            **stats,
+        }
+    )
 
 
 async def emulator_access_logs(request: web.Request) -> web.Response:

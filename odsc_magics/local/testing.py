@@ -54,14 +54,20 @@ class RunningBackend:
 
     def deployment_stats(self, deployment_id: str) -> dict:
         """The stats of one deployment (zeros if it has had no predict request)."""
-        empty = {
-            "predict_requests": 0,
+        stats = self.stats()["deployments"].get(deployment_id)
+        if stats is not None:
+            return stats
+        counters = ("predict_requests", "succeeded", "duplicate_successes", "timeouts", "running", "waiting")
+        more = ("max_running", "max_kv_blocks_used", "max_num_seqs", "kv_blocks_total", "preemptions", "steps")
+        tokens = ("prompt_tokens", "generation_tokens")
+        return {
+            **dict.fromkeys(counters + more + tokens, 0),
             "by_status": {},
             "faults": {},
-            "succeeded": 0,
-            "duplicate_successes": 0,
+            "throttles": {},
+            "kv_cache_usage": 0.0,
+            "busy_s": 0.0,
         }
-        return self.stats()["deployments"].get(deployment_id, empty)
 
     def oci_config(self) -> dict:
         """``oci.config.from_file(config_file, profile)``."""
@@ -123,15 +129,24 @@ class RunningBackend:
         wait: bool = True,
         max_model_len: int | None = 4096,
         logs: bool = False,
+        params: str = "",
+        instances: int = 1,
+        bandwidth_mbps: int | None = None,
     ) -> dict:
         """Create an AQUA-style vLLM deployment through the oci SDK; returns {"id", "url", "name",
-        "work_request_id"}. ``max_model_len=None`` leaves the model's own context; ``logs`` attaches the
-        backend's access and predict logs. ``wait`` waits for SUCCEEDED (RuntimeError if it fails)."""
+        "work_request_id"}. ``max_model_len=None`` leaves the model's own context; ``params`` adds vLLM flags to
+        PARAMS; ``logs`` attaches the backend's access and predict logs. ``wait`` waits for SUCCEEDED
+        (RuntimeError if it fails)."""
         import oci
 
         models = oci.data_science.models
         model_id = self.service_model_id(model_name or DEFAULT_MODEL)
-        params = BASE_PARAMS + (f" --max-model-len {max_model_len}" if max_model_len else "")
+        params = BASE_PARAMS + (f" --max-model-len {max_model_len}" if max_model_len else "") + (
+            f" {params}" if params else ""
+        )
+        sizing = {"instances": instances}
+        if bandwidth_mbps is not None:
+            sizing["bandwidth_mbps"] = bandwidth_mbps
         category_logs = None
         if logs:
             ids = self.log_ids()
@@ -150,6 +165,7 @@ class RunningBackend:
             params=params,
             chat=chat,
             logs=category_logs,
+            **sizing,
         )
         client = self.data_science_client()
         response = client.create_model_deployment(details)

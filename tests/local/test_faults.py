@@ -46,7 +46,8 @@ def _observe_stream(session: requests.Session, url: str) -> str:
 def test_each_fault_kind_at_its_rate_and_counted(backend_factory):
     rates = {"429": 0.1, "500": 0.1, "503": 0.1, "reset": 0.1, "cut": 0.1, "midstream": 0.1}
     flags = [arg for kind, rate in rates.items() for arg in ("--fault", f"{kind}:{rate}")]
-    backend = backend_factory(*flags, "--seed", "11", "--retry-after", "2")
+    # As fast as the client goes: far above the tenancy's 150 requests/s, whose 429s are not faults.
+    backend = backend_factory(*flags, "--seed", "11", "--retry-after", "2", "--tenancy-rps", "100000")
     deployment = backend.create_deployment()
     session = backend.session()
     seen = Counter()
@@ -83,13 +84,13 @@ def test_capacity_answers_429_beyond_n_in_flight(backend_factory):
     deployment = backend.create_deployment()
     stream_url = deployment["url"] + "/predictWithResponseStream"
     held = []
-    for _ in range(2):  # two slow streams hold both slots
-        response = backend.session().post(
-            stream_url, json={**COMPLETION, "max_tokens": 200, "stream": True}, stream=True
-        )
+    for _ in range(2):  # two slow streams hold both slots (a dropped reader or session would close its stream)
+        holder = backend.session()
+        response = holder.post(stream_url, json={**COMPLETION, "max_tokens": 200, "stream": True}, stream=True)
         assert response.status_code == 200
-        next(response.iter_lines())
-        held.append(response)
+        lines = response.iter_lines()
+        next(lines)
+        held.append((holder, response, lines))
     session = backend.session()
     for _ in range(3):
         refused = session.post(deployment["url"] + "/predict", json=COMPLETION)
@@ -100,9 +101,11 @@ def test_capacity_answers_429_beyond_n_in_flight(backend_factory):
         }
     stats = backend.deployment_stats(deployment["id"])
     assert stats["by_status"]["429"] == 3 and not stats["faults"]
-    for response in held:
+    assert stats["throttles"] == {"capacity": 3}
+    for holder, response, _ in held:
         response.close()
-    # once the server notices the closed streams (at its next token write), the slots are free again
+        holder.close()
+    # once the server notices the closed streams, the slots are free again
     deadline = time.monotonic() + 30
     while session.post(deployment["url"] + "/predict", json=COMPLETION).status_code != 200:
         assert time.monotonic() < deadline, "capacity was not released after the streams closed"

@@ -52,8 +52,9 @@ def upstream():
         yield url
 
 
-def test_openai_engine_relays_json_and_streams(backend_factory, upstream):
-    backend = backend_factory("--engine", f"openai:{upstream}")
+@pytest.mark.parametrize("serving", ["fixed", "gpu"])
+def test_openai_engine_relays_json_and_streams(backend_factory, upstream, serving):
+    backend = backend_factory("--engine", f"openai:{upstream}", "--serving", serving)
     deployment = backend.create_deployment("relay", chat=True)
     session = backend.session()
     answer = session.post(deployment["url"] + "/predict", json=CHAT).json()
@@ -63,3 +64,6 @@ def test_openai_engine_relays_json_and_streams(backend_factory, upstream):
     payloads = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
     assert payloads[-1] == "[DONE]"
     assert "".join(json.loads(p)["choices"][0]["delta"]["content"] for p in payloads[:-1]) == "Hello"
+    # The upstream server times its own answers: no simulated engine runs for it.
+    stats = backend.deployment_stats(deployment["id"])
+    assert stats["steps"] == 0 and stats["generation_tokens"] == 0
