@@ -52,7 +52,7 @@ def plan(model: dict | None, env: dict[str, str], shape: str, *, no_capacity: Co
         )
         return Launch(True, CAPACITY_CODE, message, at=0.15)
     max_model_len = params_max_model_len(env.get("PARAMS", ""))
-    spec = _spec(model)
+    spec = model_spec(model)
     info = shape_info(shape)
     head = _head(env, info, max_model_len)
     reason = env.get(FAIL_ENV)
@@ -83,7 +83,8 @@ def stamp(lines: list[str], start: float, end: float) -> list[tuple[float, str]]
 # --------------------------------------------------------------------------------------------- sizing
 
 
-def _spec(model: dict | None) -> ModelSpec | None:
+def model_spec(model: dict | None) -> ModelSpec | None:
+    """The size and architecture of a stored model resource, from its name and custom metadata."""
     if not model:
         return None
     metadata = {item.get("key"): item.get("value") for item in model.get("customMetadataList") or []}

@@ -9,8 +9,7 @@ from typing import Any
 
 from odsc_magics.local import catalog
 from odsc_magics.local.apierror import ApiError
-from odsc_magics.local.failures import FAIL_ENV, SERVER_CODE, Launch, plan, stamp
-from odsc_magics.local.failures import _spec as model_spec
+from odsc_magics.local.failures import FAIL_ENV, SERVER_CODE, Launch, model_spec, plan, stamp
 from odsc_magics.local.identity import new_ocid
 from odsc_magics.local.state import Store, rfc3339
 from odsc_magics.sizing import ModelSpec
