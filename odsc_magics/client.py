@@ -30,7 +30,15 @@ from odsc_magics.errors import (
     StreamInterruptedError,
     ValidationError,
 )
-from odsc_magics.retry import Retry, RetryPolicy, is_retryable_status, parse_retry_after, run_with_retries
+from odsc_magics.retry import (
+    Failure,
+    Retry,
+    RetryPolicy,
+    classify_failure,
+    classify_status,
+    parse_retry_after,
+    run_with_retries,
+)
 from odsc_magics.sse import DONE, iter_data, raw_chunks
 
 __all__ = ["CHAT", "COMPLETIONS", "Endpoint", "Result", "Stream", "connect"]
@@ -182,7 +190,7 @@ class Endpoint:
         return {k: v for k, v in body.items() if k not in skip}
 
     def _send(self, request: dict, data: bytes, *, stream: bool, read_timeout: float) -> Any:
-        """POST once (plus one resend after a token refresh on 401); transport errors become Retry/errors."""
+        """POST once (plus one resend after a token refresh on 401); transport errors become Retry or errors."""
         import requests
 
         credentials = self.context.credentials
@@ -197,20 +205,12 @@ class Endpoint:
                     timeout=(CONNECT_TIMEOUT, read_timeout),
                     stream=stream,
                 )
-            except requests.exceptions.ConnectTimeout:
-                raise Retry(self._unreachable("connect timed out")) from None
-            except requests.exceptions.ReadTimeout:
-                raise EndpointUnreachableError(
-                    f"No answer from {self.label} within {read_timeout:g} s.",
-                    hint="Long generations should stream (the platform ends /predict calls after 60 s); "
-                    "or lower max_tokens, or raise `%config LLMMagics.timeout`.",
-                    target=self.label,
-                ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                not_connected = self.context.connect_failure(self.url, exc)
-                if not_connected is not None:
-                    raise not_connected from None
-                raise Retry(self._unreachable(type(exc).__name__)) from None
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                raise self._transport_error(exc, read_timeout) from None
             if resp.status_code == 401 and not refreshed and credentials.refreshable:
                 resp.close()
                 refreshed = True
@@ -218,22 +218,59 @@ class Endpoint:
                     continue
             return resp
 
-    def _unreachable(self, why: str) -> EndpointUnreachableError:
-        hint = "Check the URL and the network; retried with backoff."
+    def _transport_error(self, exc: BaseException, read_timeout: float) -> BaseException:
+        """The error for a request that got no answer, wrapped in Retry when the retry policy retries it."""
+        failure = classify_failure(exc)
+        if failure.action == "unreachable":
+            error = self.context.connect_failure(self.url, exc) or self._unreachable(failure.kind, retried=False)
+        elif failure.kind == "timeout":
+            error = EndpointUnreachableError(
+                f"No answer from {self.label} within {read_timeout:g} s.",
+                hint="Long generations should stream (the platform ends /predict calls after 60 s); "
+                "or lower max_tokens, or raise `%config LLMMagics.timeout`.",
+                target=self.label,
+            )
+        else:
+            error = self._unreachable(type(exc).__name__)
+        return _retry_or_raise(error, failure)
+
+    def _unreachable(self, why: str, *, retried: bool = True) -> EndpointUnreachableError:
+        hint = "Check the URL and the network" + ("; retried with backoff." if retried else ".")
         if self.context.is_local_url(self.url):
             hint = "Is the local backend running? `odsc-magics local` starts it (see its server.log)."
         return EndpointUnreachableError(
             f"Could not reach {self.label} ({why}).", hint=hint, target=self.label
         )
 
-    def _status_error(self, resp: Any, size: int) -> OdscMagicsError:
-        """The error for a non-200 reply; retryable ones come wrapped in Retry."""
+    def _status_error(self, resp: Any, size: int) -> BaseException:
+        """The error for a non-200 reply, wrapped in Retry when the retry policy retries it."""
         status = resp.status_code
         code, message = _error_body(resp)
         resp.close()
         rid = resp.headers.get("opc-request-id")
+        failure = classify_status(
+            status, message, code=code, retry_after=parse_retry_after(resp.headers.get("retry-after"))
+        )
         common = {"status": status, "code": code, "opc_request_id": rid, "target": self.label}
         text = f"{status} {code or resp.reason}: {message}" if message else f"{status} {code or resp.reason}"
+        if failure.retried:
+            error: OdscMagicsError
+            if status == 429:
+                error = RateLimitError(text, retry_after=failure.retry_after, hint=_rate_limit_hint(failure), **common)
+            elif status < 500:  # 408: the request did not arrive in time
+                error = BadRequestError(text, hint="The request was not received in time; retried.", **common)
+            else:
+                hint = "The model server had a problem; it was retried with backoff. Try again shortly."
+                if failure.kind == "timeout":
+                    hint = (
+                        "The request waited past the platform's 60 s limit; it was retried with backoff. "
+                        "Send fewer requests at once, or stream long generations."
+                    )
+                elif status == 503:
+                    hint = "Model server unavailable (starting, scaling or overloaded); retried with backoff."
+                error = ServerError(text, hint=hint, **common)
+            error.retry_after = failure.retry_after  # type: ignore[attr-defined]  # batches read it from the error
+            return _retry_or_raise(error, failure)
         if status == 401:
             return AuthenticationError(f"{text} ({self.label})", hint=self.context.auth_hint(), **common)
         if status == 404:
@@ -257,18 +294,6 @@ class Endpoint:
             )
         if status == 413:
             return PayloadTooLargeError(f"{text} (request body {size} bytes)", **common)
-        if is_retryable_status(status):
-            retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            if status == 429:
-                error: OdscMagicsError = RateLimitError(
-                    text, retry_after=retry_after, hint=_rate_limit_hint(message), **common
-                )
-            else:
-                hint = "The model server had a problem; it was retried with backoff. Try again shortly."
-                if status == 503:
-                    hint = "Model server unavailable (starting, scaling or overloaded); retried with backoff."
-                error = ServerError(text, hint=hint, **common)
-            raise Retry(error, retry_after)
         if status >= 500:
             return ServerError(text, **common)
         return BadRequestError(text, hint=_bad_request_hint(status, code), **common)
@@ -320,15 +345,14 @@ class Endpoint:
             try:
                 return resp, resp.json()
             except ValueError:
-                raise Retry(
-                    ServerError(
-                        f"{self.label} sent an incomplete or non-JSON reply.",
-                        hint="Retried with backoff; the model server may be restarting.",
-                        status=200,
-                        opc_request_id=resp.headers.get("opc-request-id"),
-                        target=self.label,
-                    )
-                ) from None
+                error = ServerError(
+                    f"{self.label} sent an incomplete or non-JSON reply.",
+                    hint="Retried with backoff; the model server may be restarting.",
+                    status=resp.status_code,
+                    opc_request_id=resp.headers.get("opc-request-id"),
+                    target=self.label,
+                )
+                raise _retry_or_raise(error, classify_failure(error)) from None
 
         attempts = [0]
 
@@ -398,14 +422,18 @@ def _shown_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _rate_limit_hint(message: str | None) -> str:
-    text = (message or "").lower()
-    if "bandwidth" in text:
+def _retry_or_raise(error: OdscMagicsError, failure: Failure) -> BaseException:
+    """``error`` as an attempt raises it: wrapped in Retry when the retry policy retries the failure."""
+    return Retry(error, failure.retry_after) if failure.retried else error
+
+
+def _rate_limit_hint(failure: Failure) -> str:
+    if failure.kind == "bandwidth":
         return (
             "The deployment's load-balancer bandwidth limit was hit: send fewer or smaller requests at once, "
             "or update the deployment with a larger bandwidthMbps (default 10)."
         )
-    if "tenancy" in text or "rate" in text:
+    if failure.kind == "rate":
         return "The tenancy's request-rate limit (150 requests/s) was hit: lower the concurrency or the rate."
     return "Too many requests: lower the concurrency or wait a little; retried with backoff."
 
@@ -433,7 +461,11 @@ def _first_choice(payload: Any, route: str) -> tuple[str, str | None]:
 
 
 class _Cut(Exception):
-    """The stream's transport ended before the answer did."""
+    """The stream's transport ended before the answer did; ``cause`` is the transport error, if one was raised."""
+
+    def __init__(self, why: str, cause: BaseException | None = None) -> None:
+        super().__init__(why)
+        self.cause = cause
 
 
 class Stream:
@@ -518,42 +550,58 @@ class Stream:
         endpoint = self.endpoint
         data = json.dumps(self.request["body"], separators=(",", ":")).encode()
         read_timeout = endpoint._read_timeout(self._params)
-        policy = endpoint._policy(self._params)
         self._started = time.perf_counter()
-        retries = 0
+
+        def attempt(number: int) -> tuple[Iterator[str], str | None]:
+            """Open the stream and read up to its first text delta: until then, a failure may be retried."""
+            self._attempts = number
+            self._resp = self._open(data, read_timeout)
+            self._rid = self._resp.headers.get("opc-request-id")
+            deltas = self._read(self._resp)
+            try:
+                return deltas, next(deltas)
+            except StopIteration:
+                return deltas, None
+            except _Cut as cut:
+                self._resp.close()
+                error: OdscMagicsError
+                if cut.cause is not None:  # the transport failed: classified as the error it was
+                    error = endpoint._unreachable(f"stream cut before any text: {cut}")
+                    failure = classify_failure(cut.cause)
+                else:  # the reply itself stopped short, as an unreadable /predict answer does
+                    error = ServerError(
+                        f"The stream from {endpoint.label} ended before any text ({cut}).",
+                        hint="Retried with backoff; the model server may be restarting.",
+                        status=self._resp.status_code,
+                        opc_request_id=self._rid,
+                        target=endpoint.label,
+                    )
+                    failure = classify_failure(error)
+                raise _retry_or_raise(error, failure) from None
+            except BaseException:
+                self._resp.close()
+                raise
+
         try:
-            while True:
-                self._attempts += 1
+            deltas, first = run_with_retries(attempt, endpoint._policy(self._params), on_retry=endpoint._log_retry)
+            if first is not None:
+                yield first
                 try:
-                    self._resp = self._open(data, read_timeout)
-                    self._rid = self._resp.headers.get("opc-request-id")
-                    yield from self._read(self._resp)
-                    self.result = self._make_result(interrupted=False)
-                    return
-                except Retry as signal:
-                    error, retry_after = signal.error, signal.retry_after
+                    yield from deltas
                 except _Cut as cut:
-                    if self._parts:
-                        self.result = self._make_result(interrupted=True)
-                        raise StreamInterruptedError(
-                            f"The stream from {endpoint.label} was interrupted after {len(self._parts)} text "
-                            f"deltas ({cut}); the partial text is kept.",
-                            hint="Text already shown is never replayed: run it again for a complete answer.",
-                            partial=self.result,
-                            opc_request_id=self._rid,
-                            target=endpoint.label,
-                        ) from None
-                    error, retry_after = endpoint._unreachable(f"stream cut before any text: {cut}"), None
-                finally:
-                    if self._resp is not None:
-                        self._resp.close()
-                if retries >= policy.max_retries:
-                    raise error
-                wait = policy.delay(retries, retry_after)
-                endpoint._log_retry(self._attempts, error, wait)
-                time.sleep(wait)
-                retries += 1
+                    self.result = self._make_result(interrupted=True)
+                    raise StreamInterruptedError(
+                        f"The stream from {endpoint.label} was interrupted after {len(self._parts)} text "
+                        f"deltas ({cut}); the partial text is kept.",
+                        hint="Text already shown is never replayed: run it again for a complete answer.",
+                        partial=self.result,
+                        opc_request_id=self._rid,
+                        target=endpoint.label,
+                    ) from None
+            self.result = self._make_result(interrupted=False)
         finally:
+            if self._resp is not None:
+                self._resp.close()
             if self.result is None:
                 self.result = self._make_result(interrupted=True)
 
@@ -596,7 +644,7 @@ class Stream:
             ConnectionError,
             OSError,
         ) as exc:
-            raise _Cut(type(exc).__name__) from None
+            raise _Cut(type(exc).__name__, exc) from None
         if not done and self._finish is None:
             raise _Cut("the connection closed early")
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import heapq
 import itertools
-import random
 import threading
 import time
 from collections import Counter
@@ -14,23 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from odsc_magics import errors
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
+from odsc_magics.retry import Failure, RetryPolicy, classify_failure
 
 # Connections that could not be opened this many times in a row, with no answer between, stop the batch.
 CONNECT_FAILURES_TO_STOP = 3
-_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 _NOT_SENT = "not sent: endpoint unreachable"
-# urllib3's and requests' names (and their subclasses, e.g. NameResolutionError), without importing them
-_CONNECT_PHASE = {"NewConnectionError", "ConnectTimeoutError", "ConnectTimeout"}
-
-# Errors that every further row would meet too: the batch stops instead of failing each row alike.
-FATAL = (
-    errors.AuthenticationError,
-    errors.NotFoundError,
-    errors.DeploymentNotActiveError,
-    errors.ConfigurationError,
-)
 
 
 @dataclass
@@ -83,41 +70,16 @@ class Tally:
         return time.monotonic() - self.started
 
 
-def classify(exc: BaseException) -> tuple[str, float | None]:
-    """How to treat a failed attempt: ("throttle" | "retry" | "final" | "fatal", retry-after seconds)."""
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(exc, errors.RateLimitError):
-        return "throttle", retry_after
-    if isinstance(exc, FATAL):
-        return "fatal", None
-    if isinstance(exc, errors.ServiceError) and exc.status == 503:
-        return "throttle", retry_after
-    if isinstance(exc, errors.ServiceError) and exc.status == 408:
-        return "retry", retry_after
-    if isinstance(exc, errors.ServerError | errors.EndpointUnreachableError | errors.StreamInterruptedError):
-        return "retry", retry_after
-    return "final", None
-
-
-def connect_failure(exc: BaseException) -> str | None:
+def unreachable_reason(failure: Failure) -> str | None:
     """How a connection could not even be opened ("refused connections" / "could not be reached"), else None.
 
-    Only the connect phase counts: a dropped or reset connection may be a fault of one request; a refused
-    one means nothing is listening, and every further request would be refused too.
+    Only the connect phase counts (retry.classify_failure's "unreachable"): a dropped or reset connection may
+    be a fault of one request; a refused one means nothing is listening, and every further request would be
+    refused too.
     """
-    chain: list[BaseException] = []
-    cause: BaseException | None = exc
-    while cause is not None and all(cause is not seen for seen in chain):
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
-        return "refused connections"
-    for cause in chain:
-        if any(kind.__name__ in _CONNECT_PHASE for kind in type(cause).__mro__) or (
-            isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS
-        ):
-            return "could not be reached"
-    return None
+    if failure.action != "unreachable":
+        return None
+    return "refused connections" if failure.kind == "refused" else "could not be reached"
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -155,7 +117,7 @@ class BatchRunner:
         self.rate = RateLimiter(max_rps)
         self.send = send
         self.deliver = deliver
-        self.max_retries = max_retries
+        self.retry_policy = RetryPolicy(max_retries=max_retries)
         self.stop_on_failure = stop_on_failure
         self.on_progress = on_progress
         self.tally = Tally()
@@ -250,8 +212,9 @@ class BatchRunner:
                 self._cond.notify_all()
 
     def _failed_attempt(self, job: Job, exc: Exception, sent_at: int) -> None:
-        kind, retry_after = classify(exc)
-        why = connect_failure(exc)
+        failure = classify_failure(exc)
+        kind, retry_after = failure.action, failure.retry_after
+        why = unreachable_reason(failure)
         if why is not None:
             with self._cond:
                 self._connect_failures += 1
@@ -277,9 +240,9 @@ class BatchRunner:
                 kind=failure_kind(exc),
             )
             return
-        if kind in {"throttle", "retry"} and job.attempts <= self.max_retries and not self.stop.is_set():
-            delay = retry_after if retry_after else _backoff(job.attempts)
-            self._requeue(job, delay)
+        retried = failure.retried or why is not None  # unreachable: tried again until the batch stops sending
+        if retried and job.attempts <= self.retry_policy.max_retries and not self.stop.is_set():
+            self._requeue(job, self.retry_policy.delay(job.attempts - 1, retry_after))
             return
         self._finish(
             job,
@@ -374,7 +337,3 @@ def _stopped_sending(exc: BaseException, why: str, times: int) -> str:
         "Then run predict_frame again: with checkpoint= only the rows not answered yet are sent."
     )
 
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter."""
-    return random.uniform(0, min(20.0, 0.25 * 2 ** (attempt - 1)))

@@ -12,8 +12,12 @@ from types import SimpleNamespace
 import pytest
 
 from odsc_magics import errors
-from odsc_magics.batch import runner as runner_module
-from odsc_magics.batch.runner import CONNECT_FAILURES_TO_STOP, BatchRunner, Job, Outcome, classify, connect_failure
+from odsc_magics.batch.runner import CONNECT_FAILURES_TO_STOP, BatchRunner, Job, Outcome, unreachable_reason
+from odsc_magics.retry import RetryPolicy, classify_failure
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    return unreachable_reason(classify_failure(exc))
 
 
 class FlakyEndpoint:
@@ -104,7 +108,7 @@ def test_a_fatal_error_stops_the_batch():
     ],
 )
 def test_classify(error, kind):
-    assert classify(error)[0] == kind
+    assert classify_failure(error).action == kind
 
 
 def unreachable(cause: OSError) -> errors.EndpointUnreachableError:
@@ -153,8 +157,7 @@ def test_refused_connections_stop_the_batch_after_a_few_and_fail_the_rest_unsent
     assert runner.tally.failed == 50
 
 
-def test_an_answer_between_refusals_and_dropped_connections_keep_the_batch_going(monkeypatch):
-    monkeypatch.setattr(runner_module, "_backoff", lambda attempt: 0.0)
+def test_an_answer_between_refusals_and_dropped_connections_keep_the_batch_going():
     outcomes = iter(["refused", "refused", "ok", "refused", "refused", "reset", "reset", "reset", "reset"])
 
     def send(job: Job):
@@ -168,6 +171,7 @@ def test_an_answer_between_refusals_and_dropped_connections_keep_the_batch_going
     delivered: dict[int, Outcome] = {}
     runner = BatchRunner(send, lambda job, outcome: delivered.setdefault(job.position, outcome), concurrency=1,
                          max_retries=9)  # fmt: skip
+    runner.retry_policy = RetryPolicy(max_retries=9, base=0.0)
     runner.run(Job(i, "x") for i in range(3))
     assert runner.unreachable is None
     assert [delivered[i].error for i in range(3)] == [None, None, None]
