@@ -54,7 +54,7 @@ def predict_frame(
     chat: bool = False,
     system: str | None = None,
     concurrency: int | str = "auto",
-    max_retries: int = 6,
+    max_retries: int | None = None,
     output_column: str = "completion",
     on_error: str = "record",
     checkpoint: str | None = None,
@@ -74,7 +74,8 @@ def predict_frame(
     ``deployment`` is anything ``connect()`` accepts, or a ``Deployment``/``Endpoint`` (default: the kernel's
     default target). ``concurrency="auto"`` grows while requests succeed and backs off on 429/503 (honouring
     Retry-After); an int fixes it; ``max_rps`` caps the request rate. Failed attempts are retried up to
-    ``max_retries`` times (429, 408, 5xx, dropped or truncated answers); other 4xx are not. With
+    ``max_retries`` times (default: the ``max_retries`` setting, `%config LLMMagics.max_retries`), as
+    odsc_magics.retry classifies them (429, 408, 5xx but 501, dropped or truncated answers); other 4xx are not. With
     ``on_error="record"`` a row's last error goes into its ``error`` column; with ``"raise"``, the rows in
     flight finish and then one ``BatchError`` summarises the failures. When the endpoint refuses a few
     connections in a row (nothing listening), the batch stops sending: every row not answered gets that
@@ -93,6 +94,8 @@ def predict_frame(
     _check_options(concurrency, max_retries, on_error, output_column, max_rps, df)
     chat = bool(chat) or system is not None
     endpoint = _endpoint(deployment)
+    if max_retries is None:
+        max_retries = _max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
     store = _checkpoint(checkpoint)
     send = _sender(endpoint, chat=chat, params=params)
@@ -237,7 +240,7 @@ def _check_options(
     auto = isinstance(concurrency, str) and concurrency == "auto"
     if not auto and (not _whole(concurrency) or concurrency < 1):
         raise errors.ValidationError(f'concurrency must be "auto" or a whole number >= 1, not {concurrency!r}')
-    if not _whole(max_retries) or max_retries < 0:
+    if max_retries is not None and (not _whole(max_retries) or max_retries < 0):
         raise errors.ValidationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
     if not isinstance(on_error, str) or on_error not in ("record", "raise"):
         raise errors.ValidationError(f'on_error must be "record" or "raise", not {on_error!r}')
@@ -259,6 +262,13 @@ def _check_options(
             f"the frame already has column(s) {', '.join(map(repr, clash))}",
             hint="Pass output_column= with another name, or drop those columns first.",
         )
+
+
+def _max_retries_setting(endpoint: Any) -> int:
+    """The ``max_retries`` setting as the endpoint's client reads it (argument > %config > env > default)."""
+    from odsc_magics.config import resolve
+
+    return int(resolve("max_retries", None, getattr(endpoint, "settings", None))[0])
 
 
 def _whole(value: Any) -> bool:

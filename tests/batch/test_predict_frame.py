@@ -12,10 +12,11 @@ import pytest
 
 import odsc_magics.batch.frame as frame_module
 import odsc_magics.batch.runner as runner_module
+import odsc_magics.config as config_module
 from odsc_magics import errors
 from odsc_magics.batch import BatchError, BatchInterrupted, last_partial, predict_frame
 from odsc_magics.client import connect
-from odsc_magics.config import LLMSettings
+from odsc_magics.config import LLMSettings, use_settings
 
 FAULTS = ("--capacity", "16", "--fault", "429:0.1", "--fault", "500:0.05", "--fault", "reset:0.02",
           "--fault", "cut:0.02", "--seed", "11")  # fmt: skip
@@ -288,6 +289,29 @@ def test_client_errors_are_not_retried_and_raise_mode_summarises(backend):
                       on_error="raise")  # fmt: skip
     assert "failed" in str(caught.value)
     assert len(caught.value.partial) == 5
+
+
+def test_max_retries_follows_the_max_retries_setting_unless_given(backend_factory, monkeypatch):
+    failing = backend_factory("--fault", "500:1.0")
+    deployment = failing.create_deployment("always-500")
+    monkeypatch.setattr(config_module, "_registered", None)
+    settings = LLMSettings(backend="local", local_dir=str(failing.state_dir))
+    use_settings(settings)  # the instance `%config LLMMagics.max_retries = ...` sets, as the magics register it
+    settings.max_retries = 1
+    frame = reviews(3)
+
+    def attempts(**options) -> list[int]:
+        out = predict_frame(frame, "Classify: {{ text }}", deployment=deployment["url"], progress=False,
+                            max_tokens=4, **options)  # fmt: skip
+        assert out["error"].str.contains("HTTP 500").all()
+        return out["attempts"].tolist()
+
+    assert attempts() == [2, 2, 2]
+    settings.max_retries = None
+    monkeypatch.setenv("ODSC_MAGICS_MAX_RETRIES", "0")
+    assert attempts() == [1, 1, 1]
+    assert attempts(max_retries=2) == [3, 3, 3]
+    assert failing.deployment_stats(deployment["id"])["predict_requests"] == 6 + 3 + 9
 
 
 class Bars:
