@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
+from stub_server import serve_in_thread
 
 from odsc_magics import client as client_module
 from odsc_magics import errors
@@ -17,7 +18,6 @@ from odsc_magics.client import Endpoint
 from odsc_magics.config import LLMSettings
 from odsc_magics.context import Context
 from odsc_magics.retry import Failure, RetryPolicy, classify_failure, classify_status, run_with_retries
-from tests.stub_server import serve_in_thread
 
 # The platform's messages, as documented (read 2026-11-29):
 # docs.oracle.com/en-us/iaas/Content/data-science/using/model-dep-invoke-throttling.htm
