@@ -30,6 +30,7 @@ from odsc_magics.errors import (
     StreamInterruptedError,
     ValidationError,
 )
+from odsc_magics.predict_limits import TENANCY_RPS
 from odsc_magics.retry import (
     Failure,
     Retry,
@@ -40,6 +41,7 @@ from odsc_magics.retry import (
     run_with_retries,
 )
 from odsc_magics.sse import DONE, iter_data, raw_chunks
+from odsc_magics.vllm_container import BANDWIDTH_MBPS
 
 __all__ = ["CHAT", "COMPLETIONS", "Endpoint", "Result", "Stream", "connect"]
 
@@ -431,10 +433,10 @@ def _rate_limit_hint(failure: Failure) -> str:
     if failure.kind == "bandwidth":
         return (
             "The deployment's load-balancer bandwidth limit was hit: send fewer or smaller requests at once, "
-            "or update the deployment with a larger bandwidthMbps (default 10)."
+            f"or update the deployment with a larger bandwidthMbps (default {BANDWIDTH_MBPS})."
         )
     if failure.kind == "rate":
-        return "The tenancy's request-rate limit (150 requests/s) was hit: lower the concurrency or the rate."
+        return f"The tenancy's request-rate limit ({TENANCY_RPS} requests/s) was hit: lower the concurrency or rate."
     return "Too many requests: lower the concurrency or wait a little; retried with backoff."
 
 

@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from odsc_magics.predict_limits import BANDWIDTH_PHRASE, TENANCY_PHRASE, TIMEOUT_PHRASE
+
 __all__ = [
     "Action",
     "Failure",
@@ -76,9 +78,6 @@ Kind = Literal[
 ]  # fmt: skip
 RETRIED: frozenset[str] = frozenset({"throttle", "retry"})
 
-TENANCY_RATE_MESSAGE = "request-rate limit exceeded"
-BANDWIDTH_MESSAGE = "bandwidth limit exceeded"
-SERVICE_TIMEOUT_MESSAGE = "service timeout"
 _NOT_ACTIVE_CODES = ("IncorrectState", None)
 _UNREACHABLE_ERRNOS = (errno.EHOSTUNREACH, errno.ENETUNREACH)
 # urllib3's and requests' names (and their subclasses), matched by name so that nothing is imported here
@@ -109,14 +108,14 @@ def classify_status(
     if status < 400:
         return Failure("retry", "cut")  # a success status whose reply could not be read: cut short
     if status == 429:
-        if TENANCY_RATE_MESSAGE in text:
+        if TENANCY_PHRASE in text:
             return Failure("throttle", "rate", retry_after)
-        if BANDWIDTH_MESSAGE in text:
+        if BANDWIDTH_PHRASE in text:
             return Failure("throttle", "bandwidth", retry_after)
         return Failure("throttle", "concurrency", retry_after)
     if status == 503:
         return Failure("throttle", "concurrency", retry_after)
-    if status == 500 and SERVICE_TIMEOUT_MESSAGE in text:
+    if status == 500 and TIMEOUT_PHRASE in text:
         return Failure("throttle", "timeout", retry_after)
     if status == 501:
         return Failure("final", "not implemented")

@@ -18,6 +18,7 @@ from odsc_magics.local.identity import new_ocid
 from odsc_magics.local.lifecycle import render_work_request, work_request_errors, work_request_logs
 from odsc_magics.local.runtime import RUNTIME, Runtime
 from odsc_magics.local.state import etag_of, rfc3339
+from odsc_magics.vllm_container import BANDWIDTH_MBPS
 
 BASE = "/20190101"
 _ENV_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,29}[A-Za-z0-9]$")
@@ -131,7 +132,7 @@ def _validate_config(runtime: Runtime, config: Any, *, partial: bool = False) ->
 def _fill_defaults(config: dict) -> dict:
     model_config = config.setdefault("modelConfigurationDetails", {})
     model_config.setdefault("scalingPolicy", {"policyType": "FIXED_SIZE", "instanceCount": 1})
-    model_config.setdefault("bandwidthMbps", 10)
+    model_config.setdefault("bandwidthMbps", BANDWIDTH_MBPS)
     return config
 
 

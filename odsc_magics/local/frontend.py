@@ -1,18 +1,7 @@
-"""The platform's front end of model deployments: the 60 s limit, the load balancer's bandwidth, the tenancy's rate.
+"""The platform's predict front end in the local backend: the 60 s limit, the bandwidth, the tenancy's rate.
 
-Sources, read 2026-11-29:
-- docs.oracle.com/en-us/iaas/Content/data-science/using/model-dep-predict-endpoint.htm: a ``/predict`` that runs
-  past 60 seconds answers 500 InternalServerError, "Service Timeout: a 60 second timeout for the /predict
-  endpoint exists. This timeout value can't be changed."
-- docs.oracle.com/en-us/iaas/Content/data-science/using/model-dep-invoke-throttling.htm: throttled requests
-  answer 429 TooManyRequests, "LB bandwidth limit exceeded. Consider increasing the provisioned load balancer
-  bandwidth to avoid these errors." or "Tenancy request-rate limit exceeded. Please use the OCI Console to
-  submit a support ticket for your tenancy to increase the request limit."
-- docs.oracle.com/en-us/iaas/data-science/using/model-dep-invoke.htm: at most 150 requests per second per
-  tenancy; a deployment's ``bandwidthMbps`` defaults to 10 (odsc_magics.vllm_container.BANDWIDTH_MBPS, as AQUA
-  sends it).
-
-All limits are in simulated time: with ``--time-scale X`` they pass X times faster in real time.
+The limits and messages are odsc_magics.predict_limits's. All limits are in simulated time: with
+``--time-scale X`` they pass X times faster in real time.
 """
 
 from __future__ import annotations
@@ -20,21 +9,16 @@ from __future__ import annotations
 import time
 
 from odsc_magics.local.apierror import ApiError
+from odsc_magics.predict_limits import (
+    BANDWIDTH_MESSAGE,
+    TENANCY_MESSAGE,
+    TENANCY_RPS,
+    TIMEOUT_MESSAGE,
+    TIMEOUT_S,
+)
 from odsc_magics.vllm_container import BANDWIDTH_MBPS
 
-TIMEOUT_S = 60.0
-TENANCY_RPS = 150
 DEFAULT_BANDWIDTH_MBPS = BANDWIDTH_MBPS
-TIMEOUT_MESSAGE = (
-    "Service Timeout: a 60 second timeout for the /predict endpoint exists. This timeout value can't be changed."
-)
-BANDWIDTH_MESSAGE = (
-    "LB bandwidth limit exceeded. Consider increasing the provisioned load balancer bandwidth to avoid these errors."
-)
-TENANCY_MESSAGE = (
-    "Tenancy request-rate limit exceeded. Please use the OCI Console to submit a support ticket for your tenancy "
-    "to increase the request limit."
-)
 # Throttle kinds as /_emulator/stats counts them.
 BANDWIDTH, TENANCY_RATE, CAPACITY = "bandwidth", "tenancy_rate", "capacity"
 
