@@ -265,8 +265,9 @@ class Endpoint:
                 hint = "The model server had a problem; it was retried with backoff. Try again shortly."
                 if failure.kind == "timeout":
                     hint = (
-                        "The request waited past the platform's 60 s limit; it was retried with backoff. "
-                        "Send fewer requests at once, or stream long generations."
+                        "The request waited past the platform's 60 s limit (not retried: it would wait as long "
+                        "again). Send fewer requests at once, or stream long generations (a stream's limit ends "
+                        "at its first token)."
                     )
                 elif status == 503:
                     hint = "Model server unavailable (starting, scaling or overloaded); retried with backoff."
@@ -426,7 +427,7 @@ def _shown_type(value: Any) -> str:
 
 def _retry_or_raise(error: OdscMagicsError, failure: Failure) -> BaseException:
     """``error`` as an attempt raises it: wrapped in Retry when the retry policy retries the failure."""
-    return Retry(error, failure.retry_after) if failure.retried else error
+    return Retry(error, failure.retry_after) if failure.retried_alone else error
 
 
 def _rate_limit_hint(failure: Failure) -> str:

@@ -33,7 +33,9 @@ not: the server does not implement the request, and saying so again will not cha
 every 5xx but 501). "throttle" and "retry" are retried with backoff; a throttle also tells a batch's
 concurrency controller the endpoint is overloaded, ``kind`` saying which limit was hit. "final" fails the one
 request; "fatal" fails every further request alike (a batch stops); "unreachable" means nothing accepts
-connections there: a single call reports it at once, a batch stops after a few in a row.
+connections there: a single call reports it at once, a batch stops after a few in a row. A timeout is a
+throttle for a batch, whose controller cuts the load before the row is tried again; a single call does not
+retry it (``Failure.retried_alone``): the same request would wait as long again.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ class Failure:
     def retried(self) -> bool:
         """True when another attempt may succeed (after a backoff)."""
         return self.action in RETRIED
+
+    @property
+    def retried_alone(self) -> bool:
+        """True when a single call (not a batch) tries again: not after a timeout, which the same request would
+        likely meet again after another full wait (a batch retries it once its controller has cut the load)."""
+        return self.retried and self.kind != "timeout"
 
 
 def classify_status(
