@@ -48,3 +48,35 @@ def openai_app(answer) -> web.Application:
     app.router.add_post("/v1/completions", answer)
     app.router.add_post("/v1/chat/completions", answer)
     return app
+
+
+def answering(text: str, *, piece: int = 7, pause: float = 0.0):
+    """An aiohttp handler for both completion routes that answers ``text``: as one JSON reply, or streamed in
+    pieces of ``piece`` characters ``pause`` seconds apart."""
+    import json
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        chat = request.path.endswith("/chat/completions")
+        body = await request.json()
+        if not body.get("stream"):
+            choice: dict = {"index": 0, "finish_reason": "stop"}
+            choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+            usage = {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}
+            kind = "chat.completion" if chat else "text_completion"
+            return web.json_response(
+                {"id": "stub", "object": kind, "model": body.get("model"), "choices": [choice], "usage": usage}
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        for start in range(0, len(text), piece):
+            part = text[start : start + piece]
+            choice = {"index": 0, "delta": {"content": part}} if chat else {"index": 0, "text": part}
+            event = {"id": "stub", "object": kind, "model": body.get("model"), "choices": [choice]}
+            await response.write(f"data: {json.dumps(event)}\n\n".encode())
+            if pause:
+                await asyncio.sleep(pause)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    return answer

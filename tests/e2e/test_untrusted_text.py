@@ -10,7 +10,6 @@ unset.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -19,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from stub_server import openai_app, serve_in_thread
+from stub_server import answering, openai_app, serve_in_thread
 
 from odsc_magics.local.testing import DEFAULT_MODEL, start_backend
 from odsc_magics.vllm_container import BASE_PARAMS, deployment_details
@@ -148,37 +146,11 @@ def _squash(text: str) -> str:
 # ----------------------------------------------------------------------------------- the stub model server
 
 
-def _chunks(text: str, size: int = 9) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-
-async def _answer(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
-    chat = request.path.endswith("/chat/completions")
-    usage = {"prompt_tokens": 5, "completion_tokens": 40, "total_tokens": 45}
-    if not body.get("stream"):
-        choice = {"index": 0, "finish_reason": "stop"}
-        choice.update({"message": {"role": "assistant", "content": ANSWER}} if chat else {"text": ANSWER})
-        kind = "chat.completion" if chat else "text_completion"
-        answer = {"id": "s", "object": kind, "model": body["model"], "choices": [choice], "usage": usage}
-        return web.json_response(answer)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    for piece in _chunks(ANSWER):
-        choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-        kind = "chat.completion.chunk" if chat else "text_completion"
-        event = {"id": "s", "object": kind, "model": body["model"], "choices": [choice]}
-        await response.write(f"data: {json.dumps(event)}\n\n".encode())
-        await asyncio.sleep(0.05)  # a few live updates with half-written markup
-    await response.write(b"data: [DONE]\n\n")
-    return response
-
-
 @pytest.fixture(scope="module")
 def stub_model():
-    """An OpenAI-compatible server on a loopback port whose every answer is ANSWER."""
-    with serve_in_thread(openai_app(_answer)) as url:
+    """An OpenAI-compatible server on a loopback port whose every answer is ANSWER (streamed slowly enough that
+    the live view shows half-written markup)."""
+    with serve_in_thread(openai_app(answering(ANSWER, piece=9, pause=0.05))) as url:
         yield url
 
 

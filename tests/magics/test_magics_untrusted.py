@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from aiohttp import web
 from kernel_helpers import failed, llm_outputs, texts
 from rendering import inspect, render_both, visible
-from stub_server import openai_app, serve_in_thread
+from stub_server import answering, openai_app, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -24,42 +21,10 @@ NAME = f"evil {IMG}"
 REASON = f"Launch failed: {IMG}"
 
 
-def _completion(body: dict, chat: bool) -> dict:
-    choice = {"index": 0, "finish_reason": "stop"}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": ANSWER}
-    else:
-        choice["text"] = ANSWER
-    return {
-        "id": "u",
-        "object": "chat.completion" if chat else "text_completion",
-        "model": body.get("model"),
-        "choices": [choice],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12},
-    }
-
-
-async def _answer(request: web.Request) -> web.StreamResponse:
-    chat = request.path.endswith("/chat/completions")
-    body = await request.json()
-    if not body.get("stream"):
-        return web.json_response(_completion(body, chat))
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    pieces = [ANSWER[i : i + 7] for i in range(0, len(ANSWER), 7)]
-    for piece in pieces:
-        choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-        chunk = {"id": "u", "object": "chunk", "model": body.get("model"), "choices": [choice]}
-        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-    await response.write(b"data: [DONE]\n\n")
-    return response
-
-
-
 @pytest.fixture(scope="module")
 def stub_model():
     """An OpenAI-compatible server on a loopback port whose every answer is ANSWER."""
-    with serve_in_thread(openai_app(_answer)) as url:
+    with serve_in_thread(openai_app(answering(ANSWER))) as url:
         yield url
 
 
