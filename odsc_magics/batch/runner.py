@@ -126,6 +126,7 @@ class BatchRunner:
         self.first_failure: BaseException | None = None
         self.unreachable: str | None = None  # why the batch stopped sending: the endpoint refuses connections
         self._connect_failures = 0
+        self._connection_lost = False  # a connection failed since the last answer
         self._retries: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -138,6 +139,9 @@ class BatchRunner:
         exhausted = False
         try:
             while not self.stop.is_set():
+                if self._probing():
+                    self._wait_for_work()
+                    continue
                 job = self._next_retry()
                 if job is None and not exhausted:
                     job = next(feed, None)
@@ -155,9 +159,15 @@ class BatchRunner:
                 if sent_at is None:
                     self._requeue(job, 0.0)
                     break
-                self.rate.wait()
                 with self._cond:
-                    self._running += 1
+                    held = self._connection_lost and self._running > 0  # lost while this waited for a slot
+                    if not held:
+                        self._running += 1
+                if held:
+                    self.limiter.release()
+                    self._requeue(job, 0.0)
+                    continue
+                self.rate.wait()
                 self._workers.submit(self._attempt, job, sent_at)
             if self.fatal is not None or self.stop_on_failure or self.unreachable is not None:
                 self._drain()
@@ -186,13 +196,18 @@ class BatchRunner:
         try:
             result = self.send(job)
         except Exception as exc:
+            failure = classify_failure(exc)
+            if failure.action == "unreachable" or failure.kind == "transport":
+                with self._cond:  # before the slot is given back, so that no request takes it meanwhile
+                    self._connection_lost = True
             self.limiter.release()
-            self._failed_attempt(job, exc, sent_at)
+            self._failed_attempt(job, exc, sent_at, failure)
         else:
             latency = time.monotonic() - start
             self.limiter.release()
             with self._cond:
                 self._connect_failures = 0
+                self._connection_lost = False
             self.limiter.on_success(latency, sent_at)
             usage = getattr(result, "usage", None) or {}
             outcome = Outcome(
@@ -211,8 +226,7 @@ class BatchRunner:
                 self.tally.busy_seconds += time.monotonic() - start
                 self._cond.notify_all()
 
-    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int) -> None:
-        failure = classify_failure(exc)
+    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int, failure: Failure) -> None:
         kind, retry_after = failure.action, failure.retry_after
         why = unreachable_reason(failure)
         if why is not None:
@@ -303,6 +317,12 @@ class BatchRunner:
                 self.tally.retrying = len(self._retries)
                 return job
         return None
+
+    def _probing(self) -> bool:
+        """True after a connection failed (refused, reset, dropped) until an answer comes: one request at a time
+        meanwhile, so that an endpoint gone away costs a few failed requests rather than one per slot."""
+        with self._cond:
+            return self._connection_lost and self._running > 0
 
     def _idle(self) -> bool:
         with self._cond:
