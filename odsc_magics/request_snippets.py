@@ -32,6 +32,7 @@ NO_STREAM_NOTE = "oci raw-request cannot stream: this asks /predict for the whol
 _CHAT = "/v1/chat/completions"
 _COMPLETIONS = "/v1/completions"
 _FILE_MODES = ("api_key", "security_token")
+_LINE = 88  # the longest one-line dict or list a Python snippet writes
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "opc-obo-token"})
 # The request fields the openai client takes as keyword arguments (openai 1.x-3.x); others go in extra_body.
 _OPENAI_COMPLETIONS_ARGS = frozenset(
@@ -207,16 +208,18 @@ def _py_str(text: str) -> str:
 
 
 def _py(value: Any, level: int = 0) -> str:
-    """``value`` (JSON data) as a Python literal in which nothing is code: strings are escaped literals."""
-    pad, inner = "    " * level, "    " * (level + 1)
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [f"{inner}{_py(str(k))}: {_py(v, level + 1)}," for k, v in value.items()]
-        return "{\n" + "\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
+    """``value`` (JSON data) as a Python literal in which nothing is code: strings are escaped literals.
+
+    A dict or list that fits on a line of ``_LINE`` characters is written on one line, others one item a line.
+    """
+    if isinstance(value, (dict, list, tuple)):
+        flat = _py_flat(value)
+        if len(flat) + 4 * level <= _LINE or not value:
+            return flat
+        pad, inner = "    " * level, "    " * (level + 1)
+        if isinstance(value, dict):
+            items = [f"{inner}{_py(str(k))}: {_py(v, level + 1)}," for k, v in value.items()]
+            return "{\n" + "\n".join(items) + f"\n{pad}}}"
         items = [f"{inner}{_py(v, level + 1)}," for v in value]
         return "[\n" + "\n".join(items) + f"\n{pad}]"
     if isinstance(value, str):
@@ -226,6 +229,14 @@ def _py(value: Any, level: int = 0) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     raise ValidationError(f"A request field of type {type(value).__name__} cannot be written out.", target="body")
+
+
+def _py_flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(str(k))}: {_py_flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_py_flat(v) for v in value) + "]"
+    return _py(value)
 
 
 def _signer_code(auth: SnippetAuth) -> tuple[list[str], list[str]]:

@@ -276,3 +276,18 @@ def test_request_snippet_runs_against_the_local_backend(backend, monkeypatch, tm
 def test_request_snippet_needs_prompt_or_messages() -> None:
     with pytest.raises(ValidationError, match="either prompt or messages"):
         request_snippet("my-llm", as_="python")
+
+
+def test_request_snippet_is_part_of_the_package_api() -> None:
+    import odsc_magics
+
+    assert odsc_magics.request_snippet is request_snippet
+    assert "request_snippet" in dir(odsc_magics)
+
+
+def test_short_dicts_stay_on_one_line_long_ones_break() -> None:
+    messages = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "x" * 120}]
+    text = snippet(chat_request(messages), "python")
+    assert '        {"role": "system", "content": "Be brief"},\n' in text
+    assert '            "content": "' + "x" * 120 + '",\n' in text
+    assert assignments(text)["body"]["messages"] == messages
