@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def session(backend, tmp_path_factory):
     cells.update(
         {
             "whole": f"%%llm_predict -d test-llm --as openai --no-stream {OPTIONS}\n{prompt}",
+            "whole_chat": f"%%llm_chat -d test-chat --as openai --no-stream {OPTIONS} {SYSTEM}\n{prompt}",
             "dry_output": f"%%llm_predict -d test-llm --dry-run --as python -o program {OPTIONS}\n{prompt}",
             "dry_output_check": "print(type(program).__name__, len(program))",
             "count": "%llm_chat --history",
@@ -108,10 +110,16 @@ def test_the_program_shown_runs_and_gets_the_magics_answer(session, as_: str, ki
     assert not session["canary"].exists()
 
 
-def test_without_streaming_the_openai_program_uses_predict_v1(session) -> None:
-    program, _ = shown_program(session["cell"]["whole"])
+@pytest.mark.parametrize("kind", ["predict", "chat"])
+def test_without_streaming_the_openai_program_uses_predict_v1(session, backend, kind: str) -> None:
+    program, _ = shown_program(session["cell"]["whole" if kind == "predict" else "whole_chat"])
     assert "/predict/v1" in program and "stream" not in program
-    assert run("openai", program, session["work"]) == session["answers"]["predict"]
+    assert run("openai", program, session["work"]) == session["answers"][kind]
+    deployment = backend.deployment if kind == "predict" else backend.chat_deployment
+    suffix = "/v1/completions" if kind == "predict" else "/v1/chat/completions"
+    with urllib.request.urlopen(f"{backend.endpoint}/_emulator/access_logs", timeout=10) as response:
+        records = json.loads(response.read()).get(deployment["id"], [])
+    assert any(r["path"] == "/predict" + suffix and r["status"] == 200 for r in records), records[-3:]
 
 
 def test_the_streamed_request_is_shown_streaming_where_the_tool_can(session) -> None:
