@@ -238,8 +238,8 @@ def test_snippets_hold_no_secret(backend, tmp_path: Path) -> None:
 # -- they run as printed --
 
 
-def run_snippet(as_: str, text: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+def run_snippet(as_: str, text: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **extra_env}
     env.update(OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING="True", SUPPRESS_LABEL_WARNING="True")
     command = ["bash", "-c", text] if as_ == "oci-cli" else [sys.executable, "-c", text]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
@@ -291,3 +291,22 @@ def test_short_dicts_stay_on_one_line_long_ones_break() -> None:
     assert '        {"role": "system", "content": "Be brief"},\n' in text
     assert '            "content": "' + "x" * 120 + '",\n' in text
     assert assignments(text)["body"]["messages"] == messages
+
+
+def test_snippets_on_the_default_config_path_run(backend, tmp_path: Path) -> None:
+    """``~/.oci/config`` as the platform's examples write it: the CLI and the SDK expand ``~`` themselves."""
+    from test_auth import local_settings
+
+    from odsc_magics.client import connect
+
+    home = tmp_path / "home"
+    (home / ".oci").mkdir(parents=True)
+    (home / ".oci" / "config").write_text(Path(backend.config_file).read_text())
+    endpoint = connect("test-llm", settings=local_settings(backend))
+    expected = endpoint.complete("tides and moons", temperature=0, max_tokens=8).text
+    request = endpoint.build_request(prompt="tides and moons", temperature=0, max_tokens=8)
+    for as_ in FORMATS:
+        text = snippet(request, as_, SnippetAuth())
+        assert "~/.oci/config" in text and "DEFAULT" in text
+        done = run_snippet(as_, text, tmp_path, HOME=str(home))
+        assert answer_of(as_, done) == expected, as_
