@@ -7,10 +7,10 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from odsc_magics.display import dry_run_bundle, make_stream_view, result_bundle, show, snippet_bundle
+from odsc_magics.display import make_stream_view, result_bundle, show
 from odsc_magics.errors import StreamInterruptedError
 
-__all__ = ["LAST_RESULT_VAR", "dry_run", "run_request"]
+__all__ = ["LAST_RESULT_VAR", "run_request", "show_snippet"]
 
 # The last Result (also a partial one) is kept in the user namespace under this name.
 LAST_RESULT_VAR = "_llm_last"
@@ -26,32 +26,26 @@ def _keep(shell: Any, result: Any, output_var: str | None) -> None:
         shell.user_ns[output_var] = result.text
 
 
-def dry_run(
+def show_snippet(
     shell: Any,
     endpoint: Any,
+    as_: str,
     *,
-    shown: Any,
     prompt: str | None = None,
     messages: list[dict] | None = None,
     params: dict[str, Any],
     stream: bool,
-    as_: str | None,
     output_var: str | None,
-) -> None:
-    """Show the request instead of sending it: as built (``-o VAR`` gets the dict), or as a program for
-    another tool when ``as_`` names one (``-o VAR`` gets the program's text)."""
-    if as_:
-        from odsc_magics.request_snippets import LANGUAGES, TOOLS, endpoint_snippet
+) -> str:
+    """``--as FORMAT`` (a dry run): show the request as a program for that tool; ``-o VAR`` gets its text."""
+    from odsc_magics.display import snippet_bundle
+    from odsc_magics.request_snippets import LANGUAGES, TOOLS, endpoint_snippet
 
-        snippet = endpoint_snippet(endpoint, as_, prompt=prompt, messages=messages, stream=stream, **params)
-        show(snippet_bundle(snippet, LANGUAGES[as_], TOOLS[as_]))
-        if output_var:
-            shell.user_ns[output_var] = snippet
-        return
-    request = endpoint.build_request(prompt=prompt, messages=messages, stream=stream, **params)
-    show(dry_run_bundle(shown, request))
+    snippet = endpoint_snippet(endpoint, as_, prompt=prompt, messages=messages, stream=stream, **params)
+    show(snippet_bundle(snippet, LANGUAGES[as_], TOOLS[as_]))
     if output_var:
-        shell.user_ns[output_var] = request
+        shell.user_ns[output_var] = snippet
+    return snippet
 
 
 def run_request(

@@ -6,7 +6,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from odsc_magics.display import show, table_bundle
+from odsc_magics.display import dry_run_bundle, show, table_bundle
 from odsc_magics.magics._base import (
     LLMMagicsBase,
     check_var_name,
@@ -14,7 +14,7 @@ from odsc_magics.magics._base import (
     parse_magic_line,
     usage_errors,
 )
-from odsc_magics.magics._run import dry_run, run_request
+from odsc_magics.magics._run import run_request, show_snippet
 from odsc_magics.magics.predict import generation_arguments
 
 __all__ = ["ChatMagics"]
@@ -88,17 +88,22 @@ class ChatMagics(LLMMagicsBase):
         user = {"role": "user", "content": self.render(text)}
         messages = [*self.conversation, user]
         endpoint = self.connect(args.deployment)
-        if args.dry_run or args.as_:
-            dry_run(
+        if args.as_:  # implies --dry-run
+            show_snippet(
                 self.shell,
                 endpoint,
-                shown=messages,
+                args.as_,
                 messages=messages,
                 params=params,
                 stream=not args.no_stream,
-                as_=args.as_,
                 output_var=output_var,
             )
+            return
+        if args.dry_run:
+            request = endpoint.build_request(messages=messages, stream=not args.no_stream, **params)
+            show(dry_run_bundle(messages, request))
+            if output_var:
+                self.shell.user_ns[output_var] = request
             return
         result = run_request(
             self.shell,

@@ -8,6 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from odsc_magics.display import dry_run_bundle, show
 from odsc_magics.magics._base import (
     LLMMagicsBase,
     check_var_name,
@@ -15,7 +16,7 @@ from odsc_magics.magics._base import (
     parse_magic_line,
     usage_errors,
 )
-from odsc_magics.magics._run import dry_run, run_request
+from odsc_magics.magics._run import run_request, show_snippet
 from odsc_magics.request_snippets import FORMATS as SNIPPET_FORMATS
 
 __all__ = ["PredictMagics", "generation_arguments"]
@@ -99,18 +100,25 @@ class PredictMagics(LLMMagicsBase):
                 messages.append({"role": "system", "content": self.render(args.system)})
             messages.append({"role": "user", "content": prompt})
         endpoint = self.connect(args.deployment)
-        if args.dry_run or args.as_:
-            dry_run(
+        if args.as_:  # implies --dry-run
+            show_snippet(
                 self.shell,
                 endpoint,
-                shown=messages if chat else prompt,
+                args.as_,
                 prompt=None if chat else prompt,
                 messages=messages,
                 params=params,
                 stream=not args.no_stream,
-                as_=args.as_,
                 output_var=output_var,
             )
+            return
+        if args.dry_run:
+            request = endpoint.build_request(
+                prompt=None if chat else prompt, messages=messages, stream=not args.no_stream, **params
+            )
+            show(dry_run_bundle(messages if chat else prompt, request))
+            if output_var:
+                self.shell.user_ns[output_var] = request
             return
         run_request(
             self.shell,
