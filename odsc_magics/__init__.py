@@ -20,6 +20,7 @@ __all__ = [
     "last_partial",
     "load_ipython_extension",
     "predict_frame",
+    "request_snippet",
     "unload_ipython_extension",
 ]
 
@@ -35,6 +36,7 @@ _LAZY = {
     "predict_frame": "odsc_magics.batch",
     "estimate_frame": "odsc_magics.batch",
     "last_partial": "odsc_magics.batch",
+    "request_snippet": "odsc_magics.request_snippets",
 }
 
 

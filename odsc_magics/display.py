@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from odsc_magics.markup import html_text, markdown_answer, markdown_code_block, markdown_text
+from odsc_magics.markup import html_text, markdown_answer, markdown_code_block, markdown_message, markdown_text
 
 __all__ = [
     "KernelStreamView",
@@ -20,6 +20,7 @@ __all__ = [
     "result_bundle",
     "result_metadata",
     "show",
+    "snippet_bundle",
     "status_line",
     "table_bundle",
 ]
@@ -153,6 +154,15 @@ def dry_run_bundle(prompt_or_messages: Any, request: dict) -> dict:
         f"--- headers ---\n{headers}\n--- body ---\n{body}"
     )
     return {"text/markdown": md, "text/plain": plain}
+
+
+def snippet_bundle(snippet: str, language: str, tool: str) -> dict:
+    """What ``--dry-run --as FORMAT`` shows: the program in a code block; its text/plain is the program alone."""
+    md = (
+        f"**Dry run: nothing was sent.** The same request with {markdown_message(tool)}:\n\n"
+        f"{markdown_code_block(snippet, language)}"
+    )
+    return {"text/markdown": md, "text/plain": snippet}
 
 
 def show(data: dict, metadata: dict | None = None) -> None:

@@ -10,7 +10,7 @@ from IPython.core.error import UsageError
 from odsc_magics.display import make_stream_view, result_bundle, show
 from odsc_magics.errors import StreamInterruptedError
 
-__all__ = ["LAST_RESULT_VAR", "run_request"]
+__all__ = ["LAST_RESULT_VAR", "run_request", "show_snippet"]
 
 # The last Result (also a partial one) is kept in the user namespace under this name.
 LAST_RESULT_VAR = "_llm_last"
@@ -24,6 +24,28 @@ def _keep(shell: Any, result: Any, output_var: str | None) -> None:
     shell.user_ns[LAST_RESULT_VAR] = result
     if output_var:
         shell.user_ns[output_var] = result.text
+
+
+def show_snippet(
+    shell: Any,
+    endpoint: Any,
+    as_: str,
+    *,
+    prompt: str | None = None,
+    messages: list[dict] | None = None,
+    params: dict[str, Any],
+    stream: bool,
+    output_var: str | None,
+) -> str:
+    """``--as FORMAT`` (a dry run): show the request as a program for that tool; ``-o VAR`` gets its text."""
+    from odsc_magics.display import snippet_bundle
+    from odsc_magics.request_snippets import LANGUAGES, TOOLS, endpoint_snippet
+
+    snippet = endpoint_snippet(endpoint, as_, prompt=prompt, messages=messages, stream=stream, **params)
+    show(snippet_bundle(snippet, LANGUAGES[as_], TOOLS[as_]))
+    if output_var:
+        shell.user_ns[output_var] = snippet
+    return snippet
 
 
 def run_request(

@@ -14,7 +14,7 @@ from odsc_magics.magics._base import (
     parse_magic_line,
     usage_errors,
 )
-from odsc_magics.magics._run import run_request
+from odsc_magics.magics._run import run_request, show_snippet
 from odsc_magics.magics.predict import generation_arguments
 
 __all__ = ["ChatMagics"]
@@ -88,6 +88,17 @@ class ChatMagics(LLMMagicsBase):
         user = {"role": "user", "content": self.render(text)}
         messages = [*self.conversation, user]
         endpoint = self.connect(args.deployment)
+        if args.as_:  # implies --dry-run
+            show_snippet(
+                self.shell,
+                endpoint,
+                args.as_,
+                messages=messages,
+                params=params,
+                stream=not args.no_stream,
+                output_var=output_var,
+            )
+            return
         if args.dry_run:
             request = endpoint.build_request(messages=messages, stream=not args.no_stream, **params)
             show(dry_run_bundle(messages, request))

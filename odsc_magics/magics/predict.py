@@ -16,7 +16,8 @@ from odsc_magics.magics._base import (
     parse_magic_line,
     usage_errors,
 )
-from odsc_magics.magics._run import run_request
+from odsc_magics.magics._run import run_request, show_snippet
+from odsc_magics.request_snippets import FORMATS as SNIPPET_FORMATS
 
 __all__ = ["PredictMagics", "generation_arguments"]
 
@@ -45,6 +46,14 @@ def generation_arguments(func: Any) -> Any:
         argument("-o", "--output", metavar="VAR", help="also store the answer's text in the variable VAR"),
         argument(
             "--dry-run", action="store_true", help="show the rendered prompt and the request; send nothing"
+        ),
+        argument(
+            "--as",
+            dest="as_",
+            choices=SNIPPET_FORMATS,
+            metavar="FORMAT",
+            help="show the request as a program that sends it: oci-cli (oci raw-request), python (requests + "
+            "oci.signer.Signer) or openai (the openai client); implies --dry-run",
         ),
     ]
     for decorate in reversed(decorators):
@@ -91,6 +100,18 @@ class PredictMagics(LLMMagicsBase):
                 messages.append({"role": "system", "content": self.render(args.system)})
             messages.append({"role": "user", "content": prompt})
         endpoint = self.connect(args.deployment)
+        if args.as_:  # implies --dry-run
+            show_snippet(
+                self.shell,
+                endpoint,
+                args.as_,
+                prompt=None if chat else prompt,
+                messages=messages,
+                params=params,
+                stream=not args.no_stream,
+                output_var=output_var,
+            )
+            return
         if args.dry_run:
             request = endpoint.build_request(
                 prompt=None if chat else prompt, messages=messages, stream=not args.no_stream, **params
