@@ -224,3 +224,17 @@ def test_predict_frame_refuses_a_bad_schema_or_a_column_clash_before_sending(bac
         predict_frame(reviews(3), "x {{ text }}", deployment=endpoint, choices=["a"], output_column="text",
                       progress=False)  # fmt: skip
     assert backend.deployment_stats(backend.deployment["id"])["predict_requests"] == before
+
+
+def test_a_checkpointed_typed_run_resumes_with_the_same_typed_columns(backend, tmp_path):
+    endpoint = endpoint_of(backend)
+    path = str(tmp_path / "typed.sqlite")
+    first = predict_frame(reviews(8), "Rate: {{ text }}", deployment=endpoint, schema=REVIEW, max_tokens=200,
+                          temperature=0, checkpoint=path, progress=False)  # fmt: skip
+    before = backend.deployment_stats(backend.deployment["id"])["predict_requests"]
+    again = predict_frame(reviews(8), "Rate: {{ text }}", deployment=endpoint, schema=REVIEW, max_tokens=200,
+                          temperature=0, checkpoint=path, progress=False)  # fmt: skip
+    assert backend.deployment_stats(backend.deployment["id"])["predict_requests"] == before
+    assert again.attrs["odsc_magics"]["resumed_from_checkpoint"] == 8
+    columns = list(REVIEW["properties"])
+    pd.testing.assert_frame_equal(again[columns], first[columns])
