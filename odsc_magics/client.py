@@ -71,6 +71,7 @@ class Result:
     params: dict = field(default_factory=dict)
     interrupted: bool = False
     attempts: int = 1
+    parsed: Any = None  # the typed value of a structured answer (odsc_magics.structured_output)
 
     def __str__(self) -> str:
         return self.text

@@ -17,6 +17,7 @@ __all__ = [
     "in_kernel",
     "make_stream_view",
     "max_per_window",
+    "parsed_bundle",
     "result_bundle",
     "result_metadata",
     "show",
@@ -108,8 +109,11 @@ def result_metadata(result: Any) -> dict:
 def result_bundle(result: Any, *, tokens: int | None = None) -> tuple[dict, dict]:
     """The durable ``(data, metadata)`` of a result: Markdown and plain text, marked when interrupted.
 
-    The answer's own Markdown renders; any HTML, image or script link in it is shown as text.
+    The answer's own Markdown renders; any HTML, image or script link in it is shown as text. A structured
+    answer (``result.parsed`` set) shows its parsed value instead (:func:`parsed_bundle`).
     """
+    if getattr(result, "parsed", None) is not None and not getattr(result, "interrupted", False):
+        return parsed_bundle(result)
     text = result.text or ""
     markdown, plain = markdown_answer(text), text
     if getattr(result, "interrupted", False):
@@ -118,6 +122,31 @@ def result_bundle(result: Any, *, tokens: int | None = None) -> tuple[dict, dict
         markdown = f"{markdown}\n\n*(interrupted{where}: partial answer)*"
         plain = f"{text}\n[interrupted{where}: partial answer]"
     return {"text/markdown": markdown, "text/plain": plain}, result_metadata(result)
+
+
+def parsed_bundle(result: Any) -> tuple[dict, dict]:
+    """The durable output of a structured answer: its fields as a table, a choice as text, else JSON.
+
+    Every key and value came from the model: shown as text (table cells, code block), never as markup. The
+    metadata carries the parsed value as JSON data under ``"parsed"``.
+    """
+    import json
+
+    from odsc_magics.structured_output import plain
+
+    value = plain(result.parsed)
+    data: dict
+    if isinstance(value, dict) and value:
+        rows = [(key, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for key, v in value.items()]
+        data = table_bundle("Answer", ["field", "value"], rows)
+    elif isinstance(value, str):
+        data = {"text/markdown": f"**Answer:** {markdown_text(value)}", "text/plain": f"Answer: {value}"}
+    else:
+        shown = json.dumps(value, indent=2, ensure_ascii=False)
+        data = {"text/markdown": markdown_code_block(shown, "json"), "text/plain": shown}
+    metadata = result_metadata(result)
+    metadata["odsc_magics"]["parsed"] = value
+    return data, metadata
 
 
 def table_bundle(title: str, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> dict:

@@ -6,13 +6,14 @@ import math
 import numbers
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from odsc_magics import errors
 from odsc_magics.batch.checkpoint import Checkpoint, row_key
 from odsc_magics.batch.progress import Progress
 from odsc_magics.batch.runner import BatchRunner, Job, Outcome, describe_error
+from odsc_magics.batch.typed_answers import TypedAnswers, typed_answers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +62,9 @@ def predict_frame(
     progress: bool = True,
     max_rps: float | None = None,
     prompt_column: str | None = None,
+    schema: Any = None,
+    choices: Sequence[str] | None = None,
+    regex: str | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Answer one prompt per row of ``df`` and return a copy of it with the answers added.
@@ -88,10 +92,20 @@ def predict_frame(
     Interrupting (kernel interrupt / Ctrl-C) raises ``BatchInterrupted``, a ``KeyboardInterrupt`` whose
     ``.partial`` is the frame with every row finished so far; ``odsc_magics.last_partial()`` returns the same
     frame afterwards. ``params`` are generation parameters (``max_tokens``, ``temperature``, ...).
+
+    Typed answers (vLLM's guided decoding): ``schema`` (a JSON-schema dict or a pydantic model class) puts each
+    top-level field of an object in its own column (pandas nullable dtypes: string, Int64, Float64, boolean,
+    categorical for a string enum; nested objects as dicts, arrays as lists); ``choices=[...]`` makes
+    ``output_column`` categorical with exactly those categories; ``regex`` makes it a string column. An answer
+    that does not fit is asked for once more, then its row fails with the text kept in a ``raw`` column.
     """
     global _last_partial
     _check_arguments(df, template, prompt_column, system, params)
     _check_options(concurrency, max_retries, on_error, output_column, max_rps, df)
+    typed = typed_answers(schema, choices, regex, size=len(df), output_column=output_column, df=df,
+                          reserved=OUTPUT_COLUMNS)  # fmt: skip
+    if typed is not None:
+        params = {**params, **typed.fmt.request_fields()}
     chat = bool(chat) or system is not None
     endpoint = _endpoint(deployment)
     if max_retries is None:
@@ -99,7 +113,9 @@ def predict_frame(
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
     store = _checkpoint(checkpoint)
     send = _sender(endpoint, chat=chat, params=params)
-    columns = _Columns(len(df), output_column)
+    if typed is not None:
+        send = typed.sender(send)
+    columns = _Columns(len(df), output_column, typed)
     lock = threading.Lock()
 
     def deliver(job: Job, outcome: Outcome) -> None:
@@ -411,8 +427,9 @@ def _is_missing(value: Any) -> bool:
 class _Columns:
     """The output columns, filled in place as rows finish (no per-row objects kept)."""
 
-    def __init__(self, size: int, output_column: str) -> None:
+    def __init__(self, size: int, output_column: str, typed: TypedAnswers | None = None) -> None:
         self.output_column = output_column
+        self.typed = typed
         self.text: list[str | None] = [None] * size
         self.finish_reason: list[str | None] = [None] * size
         self.prompt_tokens: list[int | None] = [None] * size
@@ -423,6 +440,8 @@ class _Columns:
         self.finished = bytearray(size)
 
     def put(self, position: int, outcome: Outcome) -> None:
+        if self.typed is not None:
+            self.typed.put(position, outcome)
         self.text[position] = outcome.text
         self.finish_reason[position] = outcome.finish_reason
         self.prompt_tokens[position] = outcome.prompt_tokens
@@ -442,13 +461,18 @@ class _Columns:
             error if finished else note for error, finished in zip(self.error, self.finished, strict=True)
         ]
         out = df.copy(deep=False)
-        out[self.output_column] = pd.array(self.text, dtype="object")
+        if self.typed is not None:
+            self.typed.add_to(out, self.finished)
+        else:
+            out[self.output_column] = pd.array(self.text, dtype="object")
         out["finish_reason"] = pd.array(self.finish_reason, dtype="object")
         out["prompt_tokens"] = pd.array(self.prompt_tokens, dtype="Int64")
         out["completion_tokens"] = pd.array(self.completion_tokens, dtype="Int64")
         out["latency_s"] = pd.array(self.latency_s, dtype="Float64")
         out["attempts"] = pd.array(self.attempts, dtype="Int64")
         out["error"] = pd.array(errors_column, dtype="object")
+        if self.typed is not None:
+            self.typed.add_raw(out)
         return out
 
 

@@ -194,6 +194,8 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         outcome["route"] = route
         engine = runtime.engine_for(env)
         context = {"deployment_id": deployment["id"], "env": env, "pace": runtime.pace_for(deployment)}
+        if fault == "badjson":  # the builtin engine stops a constrained answer halfway
+            context["fault"] = fault
         live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
         bucket = runtime.frontend.bandwidth(deployment["id"], frontend.bandwidth_mbps(deployment))
         # The front end's 60 s limit: on a whole answer, or on a stream until its first byte. What runs past it

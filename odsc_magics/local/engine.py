@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from odsc_magics.local.guided import Guide, answer, guide_of
 from odsc_magics.local.openai_wire import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
     DONE_FRAME,
@@ -27,7 +28,7 @@ from odsc_magics.local.openai_wire import (
 )
 from odsc_magics.local.pacing import FixedPace, Pace
 from odsc_magics.local.textgen import generate
-from odsc_magics.local.tokens import count_tokens, message_text, render_chat
+from odsc_magics.local.tokens import count_tokens, message_text, render_chat, tokenize
 
 __all__ = ["BuiltinEngine", "Engine", "make_engine"]
 
@@ -98,6 +99,8 @@ class _Request:
     stream: bool
     include_usage: bool
     continuous_usage: bool
+    guide: Guide | None = None  # guided_json / guided_choice / guided_regex / response_format
+    truncate: bool = False  # the ``badjson`` fault: the answer stops halfway, as one cut by max_tokens does
 
 
 class BuiltinEngine:
@@ -134,6 +137,7 @@ class BuiltinEngine:
         chat = path == "/v1/chat/completions"
         try:
             req = self._parse(body, chat=chat)
+            req.truncate = context.get("fault") == "badjson"
             choices = [self._choice(req, p, j) for p in req.prompts for j in range(req.n)]
         except BadRequest as exc:
             return exc.reply
@@ -212,6 +216,7 @@ class BuiltinEngine:
             str(body.get(k)) for k in ("top_k", "presence_penalty", "frequency_penalty", "repetition_penalty")
         )
         options = stream_options or {}
+        guide = guide_of(body)
         return _Request(
             chat=chat,
             prompts=prompts,
@@ -226,6 +231,7 @@ class BuiltinEngine:
             stream=stream,
             include_usage=bool(options.get("include_usage")),
             continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
+            guide=guide,
         )
 
     def _completion_prompts(self, prompt: Any) -> list[tuple[str, int, str]]:
@@ -296,9 +302,15 @@ class BuiltinEngine:
         sample = 0 if req.temperature == 0 else index
         key = f"{int(req.chat)}\x00{text}\x00{req.sampling_key}\x00{sample}"
         minimum = limit if req.ignore_eos else min(req.min_tokens, limit)
-        full = generate(source, key, minimum, not req.chat)
+        if req.guide is not None:
+            text = answer(req.guide, source, key)
+            full = tuple(tokenize(text[: max(1, len(text) // 2)] if req.truncate else text))
+        else:
+            full = generate(source, key, minimum, not req.chat)
         tokens = list(full[:limit])
         finish = "stop" if len(full) < limit else "length"
+        if req.guide is not None:  # a constrained answer ends where its text does, unless cut short
+            finish = "length" if req.truncate or len(full) > limit else "stop"
         if req.stop:
             cut = _find_stop("".join(tokens), req.stop, req.include_stop)
             if cut is not None:

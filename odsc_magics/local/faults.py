@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 # 429/500/503: the platform's error answer; reset: the connection is dropped before any answer; cut: the
 # answer stops halfway without an end; midstream: the model server fails halfway through an answer and says
-# so (a stream gets vLLM's error event after some tokens, then [DONE]; a JSON answer becomes vLLM's 500).
-FAULT_KINDS = ("429", "500", "503", "reset", "cut", "midstream")
+# so (a stream gets vLLM's error event after some tokens, then [DONE]; a JSON answer becomes vLLM's 500);
+# badjson: a constrained answer (guided_json/choice/regex) of the builtin engine stops halfway, finish_reason
+# "length", as one cut by max_tokens or from a server without constrained decoding does.
+FAULT_KINDS = ("429", "500", "503", "reset", "cut", "midstream", "badjson")
 
 
 def parse_fault(text: str) -> tuple[str, float]:

@@ -20,10 +20,25 @@ def _label(endpoint: Any) -> str:
     return endpoint.name or endpoint.deployment_id or endpoint.url
 
 
-def _keep(shell: Any, result: Any, output_var: str | None) -> None:
+def _keep(shell: Any, result: Any, output_var: str | None, output_format: Any = None) -> None:
     shell.user_ns[LAST_RESULT_VAR] = result
-    if output_var:
+    if output_var and output_format is None:
         shell.user_ns[output_var] = result.text
+    elif output_var and result.parsed is not None:
+        shell.user_ns[output_var] = result.parsed
+
+
+def _parse(result: Any, output_format: Any) -> BaseException | None:
+    """Set ``result.parsed`` from a complete structured answer; the error when it does not fit, else None."""
+    from odsc_magics.structured_output import AnswerFormatError
+
+    if output_format is None or result.interrupted:
+        return None
+    try:
+        result.parsed = output_format.parse(result.text, result.finish_reason)
+    except AnswerFormatError as err:
+        return UsageError(f"{err.short()}\nThe raw answer is shown above and kept in `{LAST_RESULT_VAR}.text`.")
+    return None
 
 
 def show_snippet(
@@ -57,18 +72,26 @@ def run_request(
     params: dict[str, Any],
     stream: bool,
     output_var: str | None,
+    output_format: Any = None,
 ) -> Any:
     """Send a completion (``prompt``) or chat (``messages``) request and show it; returns the Result.
 
     Streaming: a kernel interrupt closes the connection, shows the partial answer (marked interrupted)
     and raises a ``KeyboardInterrupt`` that says so (not the one from the HTTP read) so Run All stops;
-    a stream cut by the service shows the partial answer and ends the cell with a ``UsageError``.
+    a stream cut by the service shows the partial answer and ends the cell with a ``UsageError``. With an
+    ``output_format`` the answer is parsed: its value is shown and kept (``-o VAR``, ``_llm_last.parsed``); an
+    answer that does not fit shows as text and ends the cell with a ``UsageError``.
     """
     chat = messages is not None
+    if output_format is not None:
+        params = {**params, **output_format.request_fields()}
     if not stream:
         result = endpoint.chat(messages, **params) if chat else endpoint.complete(prompt, **params)
-        _keep(shell, result, output_var)
+        misfit = _parse(result, output_format)
+        _keep(shell, result, output_var, output_format)
         show(*result_bundle(result))
+        if misfit is not None:
+            raise misfit
         return result
 
     view = make_stream_view(shell, label=_label(endpoint))
@@ -106,6 +129,9 @@ def run_request(
             live.close()
         raise
     result = live.result if live.result is not None else live.close()
-    _keep(shell, result, output_var)
+    misfit = _parse(result, output_format)
+    _keep(shell, result, output_var, output_format)
     view.finish(result)
+    if misfit is not None:
+        raise misfit
     return result

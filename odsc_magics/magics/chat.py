@@ -15,7 +15,7 @@ from odsc_magics.magics._base import (
     usage_errors,
 )
 from odsc_magics.magics._run import run_request, show_snippet
-from odsc_magics.magics.predict import generation_arguments
+from odsc_magics.magics.predict import generation_arguments, output_format_of, structured_arguments
 
 __all__ = ["ChatMagics"]
 
@@ -55,6 +55,7 @@ class ChatMagics(LLMMagicsBase):
     @argument("--reset", action="store_true", help="forget the conversation (system message included)")
     @argument("--history", action="store_true", help="show the conversation so far")
     @generation_arguments
+    @structured_arguments
     @argument(
         "message",
         nargs="*",
@@ -69,6 +70,7 @@ class ChatMagics(LLMMagicsBase):
         args, rest = parse_magic_line(self.llm_chat, line, free_text=cell is None)
         output_var = check_var_name(args.output, self.shell.user_ns)
         params = generation_params(args)
+        output_format = output_format_of(args, self.shell.user_ns)
         if args.reset:
             self.conversation.clear()
         if args.system is not None:
@@ -94,13 +96,14 @@ class ChatMagics(LLMMagicsBase):
                 endpoint,
                 args.as_,
                 messages=messages,
-                params=params,
+                params={**params, **(output_format.request_fields() if output_format is not None else {})},
                 stream=not args.no_stream,
                 output_var=output_var,
             )
             return
         if args.dry_run:
-            request = endpoint.build_request(messages=messages, stream=not args.no_stream, **params)
+            fields = output_format.request_fields() if output_format is not None else {}
+            request = endpoint.build_request(messages=messages, stream=not args.no_stream, **params, **fields)
             show(dry_run_bundle(messages, request))
             if output_var:
                 self.shell.user_ns[output_var] = request
@@ -112,6 +115,7 @@ class ChatMagics(LLMMagicsBase):
             params=params,
             stream=not args.no_stream,
             output_var=output_var,
+            output_format=output_format,
         )
         self.conversation.extend([user, {"role": "assistant", "content": result.text}])
         if args.history:

@@ -19,7 +19,7 @@ from odsc_magics.magics._base import (
 from odsc_magics.magics._run import run_request, show_snippet
 from odsc_magics.request_snippets import FORMATS as SNIPPET_FORMATS
 
-__all__ = ["PredictMagics", "generation_arguments"]
+__all__ = ["PredictMagics", "generation_arguments", "output_format_of", "structured_arguments"]
 
 
 def generation_arguments(func: Any) -> Any:
@@ -61,6 +61,55 @@ def generation_arguments(func: Any) -> Any:
     return func
 
 
+def structured_arguments(func: Any) -> Any:
+    """The options that ask for a typed answer (vLLM's guided decoding); at most one of them."""
+    decorators = [
+        argument(
+            "--schema",
+            metavar="S",
+            help="answer JSON that fits S: the name of a JSON-schema dict or a pydantic BaseModel class "
+            "in the notebook; -o VAR gets the parsed value",
+        ),
+        argument("--choice", action="append", metavar="TEXT", help="answer one of these choices (repeatable)"),
+        argument("--regex", metavar="R", help="answer text that matches the regular expression R"),
+        argument("--json", action="store_true", help="answer any JSON object"),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def output_format_of(args: Any, user_ns: dict[str, Any]) -> Any:
+    """The OutputFormat the options ask for (None: free text); a bad name or schema is a UsageError."""
+    schema = getattr(args, "schema", None)
+    if schema is None and not args.choice and args.regex is None and not args.json:
+        return None
+    from odsc_magics.structured_output import output_format
+
+    value = None
+    if schema is not None:
+        value = _named_value(schema, user_ns)
+    return output_format(schema=value, choices=args.choice, regex=args.regex, json_object=args.json, name=schema or "")
+
+
+def _named_value(name: str, user_ns: dict[str, Any]) -> Any:
+    """``name`` (``x`` or ``module.Model``) looked up in the notebook without evaluating anything."""
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise UsageError(f"--schema needs the name of a dict or pydantic model class in the notebook, not {name!r}")
+    if parts[0] not in user_ns:
+        raise UsageError(
+            f"--schema {name}: no variable {parts[0]!r} in the notebook; define a JSON-schema dict or a pydantic "
+            f"BaseModel class named {parts[0]} in a cell above, then run this cell again."
+        )
+    value = user_ns[parts[0]]
+    for index, part in enumerate(parts[1:], 1):
+        if part.startswith("_") or not hasattr(value, part):
+            raise UsageError(f"--schema {name}: {'.'.join(parts[:index])} has no attribute {part!r}")
+        value = getattr(value, part)
+    return value
+
+
 @magics_class
 class PredictMagics(LLMMagicsBase):
     """The single-prompt magic."""
@@ -72,6 +121,7 @@ class PredictMagics(LLMMagicsBase):
     @argument("--chat", action="store_true", help="send as a chat message (/v1/chat/completions)")
     @argument("--system", metavar="TEXT", help="system message (implies --chat)")
     @generation_arguments
+    @structured_arguments
     @argument(
         "prompt",
         nargs="*",
@@ -86,6 +136,7 @@ class PredictMagics(LLMMagicsBase):
         args, rest = parse_magic_line(self.llm_predict, line, free_text=cell is None)
         output_var = check_var_name(args.output, self.shell.user_ns)
         params = generation_params(args)
+        output_format = output_format_of(args, self.shell.user_ns)
         text = cell.rstrip("\n") if cell is not None else rest
         if not text.strip():
             raise UsageError(
@@ -107,14 +158,15 @@ class PredictMagics(LLMMagicsBase):
                 args.as_,
                 prompt=None if chat else prompt,
                 messages=messages,
-                params=params,
+                params={**params, **(output_format.request_fields() if output_format is not None else {})},
                 stream=not args.no_stream,
                 output_var=output_var,
             )
             return
         if args.dry_run:
+            fields = output_format.request_fields() if output_format is not None else {}
             request = endpoint.build_request(
-                prompt=None if chat else prompt, messages=messages, stream=not args.no_stream, **params
+                prompt=None if chat else prompt, messages=messages, stream=not args.no_stream, **params, **fields
             )
             show(dry_run_bundle(messages if chat else prompt, request))
             if output_var:
@@ -128,4 +180,5 @@ class PredictMagics(LLMMagicsBase):
             params=params,
             stream=not args.no_stream,
             output_var=output_var,
+            output_format=output_format,
         )
