@@ -28,7 +28,7 @@ from odsc_magics.embedding_models import (
     TEI_PAYLOAD_LIMIT,
     find,
 )
-from odsc_magics.predict_limits import PAYLOAD_LIMIT_BYTES
+from odsc_magics.predict_limits import PAYLOAD_LIMIT_BYTES, TENANCY_RPS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,7 +121,7 @@ def embed_frame(
     on_error: str = "record",
     checkpoint: str | None = None,
     progress: bool = True,
-    max_rps: float | None = None,
+    max_rps: float | None = TENANCY_RPS,
     dry_run: bool = False,
     **params: Any,
 ) -> Any:
@@ -132,8 +132,10 @@ def embed_frame(
     message — the other texts of its request are sent again without it). ``batch_size="auto"`` packs as many
     texts per request as the serving container takes (TEI: 32 texts, 16,384 tokens, 2,000,000 bytes; the
     platform: 10 MB), and says so in the summary; an int caps the texts per request. ``deployment``,
-    ``concurrency``, ``max_retries``, ``on_error``, ``checkpoint``, ``progress`` and ``max_rps`` work as for
-    ``predict_frame``; ``params`` are further request fields (e.g. ``dimensions``). ``dry_run=True`` sends
+    ``concurrency``, ``max_retries``, ``on_error``, ``checkpoint`` and ``progress`` work as for
+    ``predict_frame``. ``max_rps`` defaults to the platform's 150 requests/s per tenancy: embedding requests are
+    short, so the tenancy's rate, not the model server, is the limit a batch meets first (None: no cap).
+    ``params`` are further request fields (e.g. ``dimensions``). ``dry_run=True`` sends
     nothing and returns the plan: rows, requests, the limits and the first request as it would be sent.
     """
     from odsc_magics.batch import frame as frames
@@ -350,7 +352,7 @@ def _sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
     import time
 
     from odsc_magics.embedding_wire import build_embedding_request, decode_vectors, embed_once, resolve_setting
-    from odsc_magics.retry import classify_failure
+    from odsc_magics.retry import Retry, classify_failure
 
     read_timeout = float(resolve_setting(endpoint, "timeout", params.get("timeout")))
     body_params = {k: v for k, v in params.items() if k not in ("timeout", "max_retries")}
@@ -359,7 +361,10 @@ def _sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
         batch.requests += 1
         texts = [batch.texts[i] for i in indices]
         sent = build_embedding_request(endpoint, texts, **body_params)
-        _, payload = embed_once(endpoint, sent, read_timeout=read_timeout)
+        try:
+            _, payload = embed_once(endpoint, sent, read_timeout=read_timeout)
+        except Retry as signal:  # the single call's retry signal: here the runner retries (and throttles)
+            raise signal.error from None
         vectors = decode_vectors(payload, len(indices), endpoint.label)
         for index, vector in zip(indices, vectors, strict=True):
             batch.vectors[index] = vector

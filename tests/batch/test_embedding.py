@@ -124,7 +124,9 @@ def test_faults_are_retried_and_nothing_is_lost(backend_factory, tmp_path) -> No
     assert out["error"].isna().all(), out["error"].dropna().head()
     assert all(np.allclose(out["embedding"].iloc[i], embed_text(texts[i], 768), atol=1e-6) for i in (0, 750, 1499))
     summary = out.attrs["odsc_magics"]
-    assert summary["requests"] > -(-1500 // 32)  # retries were needed
+    ideal = -(-1500 // 32)
+    # The runner saw the 429s as throttles and retried whole requests; no request was split for them.
+    assert summary["throttled"] > 0 and ideal < summary["requests"] < 2 * ideal
     assert (out["attempts"] > 1).any()
 
 
