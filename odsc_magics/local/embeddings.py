@@ -36,7 +36,7 @@ from odsc_magics.embedding_models import (
 from odsc_magics.local.openai_wire import EngineReply
 from odsc_magics.local.tokens import count_tokens
 
-__all__ = ["TeiServer", "embed_text", "is_tei", "tei_server_for"]
+__all__ = ["TeiServer", "embed_text", "is_tei", "tei_launch_lines", "tei_server_for"]
 
 DEFAULT_DIMENSION = 768
 DEFAULT_MAX_INPUT = 512
@@ -201,6 +201,32 @@ def tei_server_for(deployment: dict, model: dict | None) -> TeiServer | None:
     if server is None:
         server = _servers[key] = TeiServer(model_id, dimension, max_input)
     return server
+
+
+def tei_launch_lines(model: dict | None, env: dict[str, str], stamp: str) -> list[str] | None:
+    """What TEI prints while it starts (its arguments, then ready) for an embedding model; None for another model.
+
+    The lines follow a TEI server's start-up log (its ``Args { ... }`` line, then the HTTP server ready).
+    """
+    from odsc_magics.embedding_models import MAX_BATCH_TOKENS, MODEL_DIR, PORT, serves_embeddings
+
+    metadata = {item.get("key"): item.get("value") for item in (model or {}).get("customMetadataList") or []}
+    if model is None or not serves_embeddings(metadata, model.get("freeformTags")):
+        return None
+    model_id = f"{MODEL_DIR}/{env.get('BASE_MODEL', '').strip('/')}/"
+    port = env.get("PORT") or str(PORT)
+    where = "text_embeddings_router"
+    return [
+        f"{stamp}  INFO {where}: router/src/main.rs:175: Args {{ model_id: \"{model_id}\", "
+        f"max_concurrent_requests: 512, max_batch_tokens: {MAX_BATCH_TOKENS}, max_batch_requests: None, "
+        f"max_client_batch_size: {MAX_CLIENT_BATCH_SIZE}, auto_truncate: false, port: {port}, "
+        f"payload_limit: {TEI_PAYLOAD_LIMIT} }}",
+        f"{stamp}  INFO {where}: router/src/lib.rs: Maximum number of tokens per request: "
+        f"{_whole(metadata.get('max_position_embeddings')) or DEFAULT_MAX_INPUT}",
+        f"{stamp}  INFO {where}: router/src/lib.rs: Starting model backend",
+        f"{stamp}  INFO {where}::http::server: router/src/http/server.rs: Starting HTTP server: 0.0.0.0:{port}",
+        f"{stamp}  INFO {where}::http::server: router/src/http/server.rs: Ready",
+    ]
 
 
 def _whole(value: Any) -> int | None:

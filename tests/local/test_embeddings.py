@@ -183,3 +183,17 @@ def test_vllm_options_are_refused_for_an_embedding_model(settings) -> None:
     with pytest.raises(ValidationError) as caught:
         api.deploy("e5-large-v2", "VM.GPU.A10.1", max_model_len=512, chat=True, progress=False, settings=settings)
     assert "embedding model" in caught.value.message and "max_model_len, chat" in caught.value.message
+
+
+def test_an_embedding_model_starts_the_tei_server_not_vllm() -> None:
+    from odsc_magics.local import catalog, failures
+
+    model = next(m for m in catalog.SERVICE_MODELS if m["displayName"] == "bge-m3")
+    launch = failures.plan(model, {"BASE_MODEL": "service_models/bge-m3/a1/artifact"}, "VM.GPU.A10.1")
+    assert not launch.failed
+    text = "\n".join(launch.lines)
+    assert "text_embeddings_router" in text and "vLLM" not in text
+    assert 'model_id: "/opt/ds/model/deployed_model/service_models/bge-m3/a1/artifact/"' in text
+    assert "max_client_batch_size: 32" in text and "Maximum number of tokens per request: 8192" in text
+    failing = failures.plan(model, {failures.FAIL_ENV: "boom"}, "VM.GPU.A10.1")
+    assert failing.failed and failing.message == "Model deployment failed: boom"
