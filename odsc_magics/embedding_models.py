@@ -18,9 +18,12 @@ Sources, read 2026-11-29:
   400 for ``Empty``; ``core/src/tokenization.rs`` for the per-input limit. Its launcher defaults, as a started
   server prints them (alphahinex.github.io/2025/06/29/use-embedding-and-rerank-with-tei-in-dify):
   ``max_batch_tokens: 16384``, ``max_client_batch_size: 32``, ``auto_truncate: false``, ``payload_limit: 2000000``.
-- [HF] each model's ``config.json`` on huggingface.co: ``hidden_size`` is the vector's dimension,
-  ``max_position_embeddings`` bounds an input's tokens (all-MiniLM-L6-v2: 384 and 512, checked in copies of its
-  config.json; the others as their model cards give them).
+- [HF] each model's ``config.json`` on huggingface.co (``hidden_size`` is the vector's dimension,
+  ``max_position_embeddings`` bounds an input's tokens): sentence-transformers/all-MiniLM-L6-v2 384 / 512 (as
+  copies of it reproduce it), BAAI/bge-base-en-v1.5 768 / 512 (huggingface.co/Xenova/bge-base-en-v1.5, a copy),
+  intfloat/e5-large-v2 1024 / 512 (huggingface.co/intfloat/e5-large-v2/blob/b322e09/config.json), BAAI/bge-m3
+  1024 / 8194 (huggingface.co/BAAI/bge-m3/blame/main/onnx/config.json), of which XLM-RoBERTa uses 8192 for tokens
+  (its positions start after the padding index, 1). Parameter counts as the model cards give them.
 
 The tag of the TEI image is the local catalog's own: no public source names the service's current one.
 """

@@ -204,3 +204,12 @@ def test_packing_respects_texts_tokens_and_bytes_per_request() -> None:
     assert [len(b.positions) for b in short] == [32, 32, 32, 4]
     unknown = limits_for(None, "dsmc://odsc-vllm-serving:0.6.4.post1.2", 64)
     assert (unknown.texts, unknown.body_bytes, unknown.dimension) == (64, 10_000_000, None)
+
+
+def test_on_error_raise_reports_the_failed_rows_with_the_rest_in_partial(minilm) -> None:
+    df = pd.DataFrame({"t": ["fine text", "", "another fine text"]})
+    with pytest.raises(BatchError) as caught:
+        embed_frame(df, "t", deployment=minilm, on_error="raise", progress=False)
+    assert "1 row(s) failed" in caught.value.message and "empty text" in caught.value.message
+    partial = caught.value.partial
+    assert partial["embedding"].iloc[0].shape == (384,) and partial["embedding"].iloc[1] is None
