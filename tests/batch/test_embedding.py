@@ -213,3 +213,23 @@ def test_on_error_raise_reports_the_failed_rows_with_the_rest_in_partial(minilm)
     assert "1 row(s) failed" in caught.value.message and "empty text" in caught.value.message
     partial = caught.value.partial
     assert partial["embedding"].iloc[0].shape == (384,) and partial["embedding"].iloc[1] is None
+
+
+def test_an_interrupt_hands_back_the_rows_embedded_so_far(minilm) -> None:
+    import _thread
+    import threading
+
+    from odsc_magics import last_partial
+    from odsc_magics.batch import BatchInterrupted
+
+    df = pd.DataFrame({"t": _texts(60_000)})
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(BatchInterrupted) as caught:
+        embed_frame(df, "t", deployment=minilm, progress=False, max_rps=20)
+    timer.cancel()
+    partial = caught.value.partial
+    done = partial["embedding"].notna()
+    assert 0 < done.sum() < len(df)
+    assert (partial.loc[~done, "error"] == "not embedded: interrupted").all()
+    assert last_partial() is partial
