@@ -15,6 +15,7 @@ __all__ = [
     "connect",
     "deploy",
     "deployments",
+    "embed_frame",
     "estimate_frame",
     "get_deployment",
     "last_partial",
@@ -35,6 +36,7 @@ _LAZY = {
     "Deployment": "odsc_magics.control_plane",
     "predict_frame": "odsc_magics.batch",
     "estimate_frame": "odsc_magics.batch",
+    "embed_frame": "odsc_magics.batch",
     "last_partial": "odsc_magics.batch",
     "request_snippet": "odsc_magics.request_snippets",
 }

@@ -320,6 +320,9 @@ class Endpoint:
                 ).data
             except OdscMagicsError:
                 found = None
+            embeddings_only = _serves_embeddings_only(found)
+            if embeddings_only is not None:
+                return NotFoundError(f"{text} ({self.label}): {embeddings_only}", hint=_EMBEDDINGS_HINT, **common)
             if found is not None and found.lifecycle_state != "ACTIVE":
                 state = found.lifecycle_state
                 return DeploymentNotActiveError(
@@ -392,6 +395,18 @@ class Endpoint:
         """A chat completion (route /v1/chat/completions)."""
         return self._predict(self.build_request(messages=messages, **params), params)
 
+    def build_embedding_request(self, texts: Any, **params: Any) -> dict:
+        """The /v1/embeddings request as it would be sent (a dry run): {"url", "route", "headers", "body"}."""
+        from odsc_magics.embedding_wire import build_embedding_request
+
+        return build_embedding_request(self, texts, **params)
+
+    def embed(self, texts: Any, **params: Any) -> Any:
+        """The vectors of ``texts`` (a str or list of str) in one request to /v1/embeddings: an ``Embeddings``."""
+        from odsc_magics.embedding_wire import embed
+
+        return embed(self, texts, **params)
+
     def stream_complete(self, prompt: str, **params: Any) -> Stream:
         """A streamed text completion; iterate it for text deltas."""
         _require_prompt(prompt)
@@ -400,6 +415,23 @@ class Endpoint:
     def stream_chat(self, messages: list[dict], **params: Any) -> Stream:
         """A streamed chat completion; iterate it for text deltas."""
         return Stream(self, self.build_request(messages=messages, stream=True, **params), params)
+
+
+_EMBEDDINGS_HINT = (
+    "Get its vectors with Endpoint.embed(texts) or odsc_magics.embed_frame(df, column); for completions and chat, "
+    "deploy a generation model."
+)
+
+
+def _serves_embeddings_only(deployment: Any) -> str | None:
+    """Why a deployment's model server has no completions: it runs an embedding model (None otherwise)."""
+    from odsc_magics.embedding_models import EMBEDDINGS_ROUTE
+
+    config = getattr(deployment, "model_deployment_configuration_details", None)
+    env = getattr(getattr(config, "environment_configuration_details", None), "environment_variables", None)
+    if deployment is None or (env or {}).get("MODEL_DEPLOY_PREDICT_ENDPOINT") != EMBEDDINGS_ROUTE:
+        return None
+    return f"it serves an embedding model, whose server answers {EMBEDDINGS_ROUTE} only"
 
 
 def _check_input(prompt: Any, messages: Any) -> None:

@@ -157,6 +157,13 @@ class Deployment:
         return _env(self.raw).get("MODEL_DEPLOY_PREDICT_ENDPOINT") == "/v1/chat/completions"
 
     @property
+    def is_embedding(self) -> bool:
+        """True when the deployment serves /v1/embeddings by default (an embedding model)."""
+        from odsc_magics.embedding_models import EMBEDDINGS_ROUTE
+
+        return _env(self.raw).get("MODEL_DEPLOY_PREDICT_ENDPOINT") == EMBEDDINGS_ROUTE
+
+    @property
     def max_model_len(self) -> int | None:
         return params_max_model_len(_env(self.raw).get("PARAMS", ""))
 
@@ -482,6 +489,9 @@ class Deployment:
     def chat(self, messages: list[dict], **params: Any) -> Any:
         return self.endpoint().chat(messages, **params)
 
+    def embed(self, texts: Any, **params: Any) -> Any:
+        return self.endpoint().embed(texts, **params)
+
     def stream_complete(self, prompt: str, **params: Any) -> Any:
         return self.endpoint().stream_complete(prompt, **params)
 
@@ -491,6 +501,8 @@ class Deployment:
     def smoke_test(self) -> Any:
         """One tiny prediction (max_tokens 1) on the deployment's own route."""
         endpoint = self.endpoint()
+        if self.is_embedding:
+            return endpoint.embed(["Hello"])
         if self.is_chat:
             return endpoint.chat([{"role": "user", "content": "Hello"}], max_tokens=1)
         return endpoint.complete("Hello", max_tokens=1)
@@ -535,6 +547,7 @@ def _deployment_details(
     bandwidth_mbps: int,
     env: Mapping[str, Any] | None,
     logs: Any,
+    embedding: bool = False,
 ) -> Any:
     from odsc_magics.catalog import model_metadata
 
@@ -549,6 +562,25 @@ def _deployment_details(
         tags["task"] = model.freeform_tags["task"]
     if getattr(model, "category", None) == "SERVICE":
         tags["aqua_service_model"] = f"{model.id}#{model.display_name}"
+    if embedding:
+        from odsc_magics.embedding_models import embedding_deployment_details
+
+        metadata = model_metadata(model)
+        return embedding_deployment_details(
+            name=name,
+            model_id=model.id,
+            model_name=model.display_name,
+            base_model=metadata.get("artifact_location") or model.display_name,
+            metadata=metadata,
+            project_id=context.project_id,
+            compartment_id=context.compartment_id,
+            shape=shape,
+            instances=instances,
+            bandwidth_mbps=bandwidth_mbps,
+            env={str(k): str(v) for k, v in (env or {}).items()},
+            logs=logs,
+            tags=tags,
+        )
     return deployment_details(
         name=name,
         model_id=model.id,
@@ -565,6 +597,25 @@ def _deployment_details(
         logs=logs,
         tags=tags,
     )
+
+
+def _check_embedding_options(model: Any, *, max_model_len: Any, vllm_params: Any, chat: bool) -> bool:
+    """Whether ``model`` is an embedding model (served by TEI), refusing the options only vLLM takes."""
+    from odsc_magics.catalog import model_metadata
+    from odsc_magics.embedding_models import TEI_CONTAINER, serves_embeddings
+
+    if not serves_embeddings(model_metadata(model), model.freeform_tags):
+        return False
+    given = [name for name, value in (("max_model_len", max_model_len), ("vllm_params", vllm_params)) if value]
+    given += ["chat"] if chat else []
+    if given:
+        raise ValidationError(
+            f"{model.display_name} is an embedding model, served by {TEI_CONTAINER} (not vLLM): "
+            f"{', '.join(given)} do not apply.",
+            hint="Deploy it without --max-model-len, --param and --chat; it answers /v1/embeddings.",
+            target=model.display_name,
+        )
+    return True
 
 
 def _log_details(log_group_id: str | None, access_log_id: str | None, predict_log_id: str | None) -> Any:
@@ -668,6 +719,7 @@ def deploy(
     from odsc_magics.catalog import check_shape, find_model, region_shapes
 
     found = find_model(model, context=context)
+    embedding = _check_embedding_options(found, max_model_len=max_model_len, vllm_params=vllm_params, chat=chat)
     offered = region_shapes(context=context)
     info = check_shape(shape, offered, context.region)
     if check_fit:
@@ -683,6 +735,7 @@ def deploy(
         bandwidth_mbps=bandwidth_mbps,
         env=env,
         logs=logs,
+        embedding=embedding,
     )
     client = context.data_science()
     response = context.call(

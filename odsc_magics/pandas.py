@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from odsc_magics.batch import FrameEstimate, estimate_frame, predict_frame
+from odsc_magics.batch import FrameEstimate, embed_frame, estimate_frame, predict_frame
 
 __all__ = ["FrameAccessor", "SeriesAccessor", "register"]
 
@@ -26,6 +26,10 @@ class FrameAccessor:
         """What ``predict`` with these arguments would send, take and cost; see ``odsc_magics.estimate_frame``."""
         return estimate_frame(self._frame, template, **kwargs)
 
+    def embed(self, column: Any, **kwargs: Any) -> pd.DataFrame:
+        """The vector of each row's text in ``column``; see ``odsc_magics.embed_frame`` for the options."""
+        return embed_frame(self._frame, column, **kwargs)
+
 
 class SeriesAccessor:
     """``series.llm.predict(**kwargs)``: each value is a ready prompt; ``series.llm.estimate`` counts them."""
@@ -42,6 +46,11 @@ class SeriesAccessor:
         """What ``predict`` with these arguments would send, take and cost (nothing sent)."""
         name, frame = self._frame()
         return estimate_frame(frame, prompt_column=name, **kwargs)
+
+    def embed(self, **kwargs: Any) -> pd.DataFrame:
+        """The vector of each value as a text; returns a frame with the texts and the embedding columns."""
+        name, frame = self._frame()
+        return embed_frame(frame, name, **kwargs)
 
     def _frame(self) -> tuple[Any, pd.DataFrame]:
         name = self._series.name if self._series.name is not None else "prompt"

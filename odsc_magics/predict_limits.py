@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "BANDWIDTH_MESSAGE",
     "BANDWIDTH_PHRASE",
+    "PAYLOAD_LIMIT_BYTES",
     "TENANCY_MESSAGE",
     "TENANCY_PHRASE",
     "TENANCY_RPS",
@@ -44,3 +45,7 @@ TENANCY_MESSAGE = (
 TIMEOUT_PHRASE = "service timeout"
 BANDWIDTH_PHRASE = "bandwidth limit exceeded"
 TENANCY_PHRASE = "request-rate limit exceeded"
+
+# docs.oracle.com/en-us/iaas/data-science/using/model-dep-invoke.htm: a predict request's payload is limited to
+# 10 MB (413 PayloadTooLarge past it); counted here as 10**7 bytes, the smaller reading of "MB".
+PAYLOAD_LIMIT_BYTES = 10_000_000

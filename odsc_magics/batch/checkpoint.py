@@ -119,6 +119,35 @@ class Checkpoint:
                 )
                 raise self._broken from None
 
+    def record_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Commit several finished rows (key, outcome) in one transaction: a batch request's rows land together."""
+        rows = [
+            [key, 1 if outcome.get("error") is None else 0, *[outcome.get(name) for name in FIELDS], time.time()]
+            for key, outcome in items
+        ]
+        if not rows:
+            return
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        f"INSERT OR REPLACE INTO rows (key, ok, {', '.join(FIELDS)}, finished_at) "
+                        f"VALUES (?, ?, {', '.join('?' * len(FIELDS))}, ?)",
+                        rows,
+                    )
+            except sqlite3.Error as exc:
+                self._broken = CheckpointError(
+                    f"checkpoint {self.path} could not be written ({exc}); the batch stopped.",
+                    hint="The answered rows are in the error's .partial (and odsc_magics.last_partial()). "
+                    "Make the file writable again (free disk space, close the program holding it) or pass "
+                    "another checkpoint=, then run again: rows it already holds are not sent again.",
+                    target=str(self.path),
+                )
+                raise self._broken from None
+
     def count(self) -> tuple[int, int]:
         """(successful rows, failed rows) recorded."""
         with self._lock:

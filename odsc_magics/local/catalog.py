@@ -5,6 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 
+from odsc_magics.embedding_models import (
+    CMD_KEY,
+    CONTAINER_KEY,
+    MAX_BATCH_TOKENS,
+    MAX_CLIENT_BATCH_SIZE,
+    TASK,
+    TEI_CONTAINER,
+    TEI_TAG,
+    EmbeddingModel,
+    tei_cmd,
+)
+from odsc_magics.embedding_models import MODELS as EMBEDDING_MODELS
 from odsc_magics.vllm_container import BASE_PARAMS, PORT, RESTRICTED_FLAGS, VLLM_CONTAINER, VLLM_TAG
 
 SERVICE_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaaodscservicemodelscompartmentlocalemulator000000000"
@@ -188,7 +200,32 @@ def _service_model(
     }
 
 
-SERVICE_MODELS = [_service_model(*row) for row in _MODELS]
+def _embedding_model(model: EmbeddingModel) -> dict:
+    """A catalog embedding model as AQUA registers one: the TEI container, its command, task text_embedding."""
+    shapes = ["VM.GPU.A10.1", "VM.GPU.A10.2", "BM.GPU.A10.4"]
+    out = _service_model(
+        model.name, model.organization, model.license, TASK, model.max_input_tokens, model.parameters, shapes
+    )
+    out["description"] = f"{model.name} from {model.organization}, ready to deploy with the TEI service container."
+    out["freeformTags"]["ready_to_fine_tune"] = "false"
+    artifact = next(m["value"] for m in out["customMetadataList"] if m["key"] == "artifact_location")
+    metadata = {item["key"]: item for item in out["customMetadataList"]}
+    metadata[CONTAINER_KEY]["value"] = TEI_CONTAINER
+    extra = {
+        CMD_KEY: (",".join(tei_cmd(artifact)), "Inference container cmd vars"),
+        "hidden_size": (str(model.dimension), "Embedding dimension (config.json hidden_size)"),
+        "max_position_embeddings": (str(model.max_input_tokens), "Tokens one input may hold"),
+    }
+    for key, (value, description) in extra.items():
+        out["customMetadataList"].append(
+            {"key": key, "value": value, "description": description, "category": "Other"}
+        )
+    for shape in shapes:
+        out["_deploymentConfig"]["configuration"][shape]["parameters"] = {}
+    return out
+
+
+SERVICE_MODELS = [_service_model(*row) for row in _MODELS] + [_embedding_model(m) for m in EMBEDDING_MODELS]
 SERVICE_MODELS_BY_ID = {model["id"]: model for model in SERVICE_MODELS}
 
 
@@ -243,4 +280,39 @@ def _vllm_container(tag: str, latest: bool) -> dict:
     }
 
 
-CONTAINERS = [_vllm_container(tag, latest) for tag, latest in _VLLM_TAGS]
+def _tei_container() -> dict:
+    """The Text Embeddings Inference family (embedding models only)."""
+    return {
+        "containerName": TEI_CONTAINER,
+        "displayName": f"Text Embeddings Inference {TEI_TAG}",
+        "familyName": TEI_CONTAINER,
+        "description": "Text Embeddings Inference server for AI Quick Actions embedding model deployments",
+        "isLatest": True,
+        "targetWorkloads": ["MODEL_DEPLOYMENT"],
+        "usages": ["INFERENCE"],
+        "tag": TEI_TAG,
+        "lifecycleState": "ACTIVE",
+        "workloadConfigurationDetailsList": [
+            {
+                "workloadType": "MODEL_DEPLOYMENT",
+                "cmd": f"--max-client-batch-size {MAX_CLIENT_BATCH_SIZE} --max-batch-tokens {MAX_BATCH_TOKENS}",
+                "serverPort": PORT,
+                "healthCheckPort": PORT,
+                "additionalConfigurations": {
+                    "MODEL_DEPLOY_PREDICT_ENDPOINT": "/v1/embeddings",
+                    "MODEL_DEPLOY_HEALTH_ENDPOINT": "",
+                    "PORT": str(PORT),
+                    "HEALTH_CHECK_PORT": str(PORT),
+                    "platforms": "NVIDIA_GPU",
+                    "modelFormats": "SAFETENSORS",
+                    "restrictedParams": json.dumps(["--port", "--hostname", "--model-id"]),
+                },
+            }
+        ],
+        "tagConfigurationList": [],
+        "freeformTags": {},
+        "definedTags": {},
+    }
+
+
+CONTAINERS = [_vllm_container(tag, latest) for tag, latest in _VLLM_TAGS] + [_tei_container()]

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from odsc_magics.local import frontend
 from odsc_magics.local.apierror import ApiError, not_found
+from odsc_magics.local.embeddings import tei_server_for
 from odsc_magics.local.http import dumps
 from odsc_magics.local.lifecycle import deployment_env
 from odsc_magics.local.openai_wire import DONE_FRAME, EngineReply, error_frame, error_reply
@@ -192,8 +193,13 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
             if fault == "reset":
                 _abort(request)
         outcome["route"] = route
-        engine = runtime.engine_for(env)
-        context = {"deployment_id": deployment["id"], "env": env, "pace": runtime.pace_for(deployment)}
+        engine = _embedding_server(runtime, deployment) or runtime.engine_for(env)
+        context = {
+            "deployment_id": deployment["id"],
+            "env": env,
+            "pace": runtime.pace_for(deployment),
+            "body_bytes": len(raw),
+        }
         if fault == "badjson":  # the builtin engine stops a constrained answer halfway
             context["fault"] = fault
         live = wants_stream and (stream_endpoint or request.headers.get("enable-streaming", "").lower() == "true")
@@ -229,6 +235,13 @@ async def _serve(request: web.Request, runtime: Runtime, deployment: dict, stats
         return await _send_stream(request, reply, _chain(first, reply.stream), bucket, fault, stats, outcome)
     finally:
         runtime.inflight[deployment["id"]] -= 1
+
+
+def _embedding_server(runtime: Runtime, deployment: dict):
+    """The builtin TEI server of a deployment on the embedding container, else None (the engine serves it)."""
+    if runtime.options.engine != "builtin":
+        return None
+    return tei_server_for(deployment, runtime.lifecycle.model_of(deployment))
 
 
 def _front_end_admits(runtime: Runtime, deployment: dict, stats, request_bytes: int) -> None:

@@ -16,6 +16,7 @@ from odsc_magics.local.guided import Guide, answer, guide_of
 from odsc_magics.local.openai_wire import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
     DONE_FRAME,
+    NO_EMBEDDINGS,
     BadRequest,
     EngineReply,
     body_field,
@@ -134,6 +135,8 @@ class BuiltinEngine:
             return EngineReply(200, None)
         if path == "/v1/models":
             return EngineReply(200, self._models(context))
+        if path == "/v1/embeddings":  # a generation model's server (an embedding model runs on local.embeddings)
+            return error_reply(400, NO_EMBEDDINGS)
         chat = path == "/v1/chat/completions"
         try:
             req = self._parse(body, chat=chat)

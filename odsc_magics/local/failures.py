@@ -51,6 +51,11 @@ def plan(model: dict | None, env: dict[str, str], shape: str, *, no_capacity: Co
             "again later."
         )
         return Launch(True, CAPACITY_CODE, message, at=0.15)
+    from odsc_magics.local.embeddings import tei_launch_lines
+
+    tei = tei_launch_lines(model, env, STAMP) if not env.get(FAIL_ENV) else None
+    if tei is not None:  # an embedding model: the TEI container starts, not vLLM
+        return Launch(lines=tei)
     max_model_len = params_max_model_len(env.get("PARAMS", ""))
     spec = model_spec(model)
     info = shape_info(shape)

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "COMPLETIONS_DEFAULT_MAX_TOKENS",
     "DONE_FRAME",
+    "NO_EMBEDDINGS",
     "ROUTES",
     "BadRequest",
     "EngineReply",
@@ -29,7 +30,15 @@ __all__ = [
 ]
 
 DONE_FRAME = b"data: [DONE]\n\n"
-ROUTES = {"/v1/completions": "POST", "/v1/chat/completions": "POST", "/v1/models": "GET", "/health": "GET"}
+ROUTES = {
+    "/v1/completions": "POST",
+    "/v1/chat/completions": "POST",
+    "/v1/embeddings": "POST",  # served by embedding models only; a generation model answers NO_EMBEDDINGS
+    "/v1/models": "GET",
+    "/health": "GET",
+}
+# vLLM's answer (400 BadRequestError) to /v1/embeddings on a model served for generation (entrypoints/openai).
+NO_EMBEDDINGS = "The model does not support Embeddings API"
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's CompletionRequest default; chat has none (up to the context)
 
 

@@ -265,7 +265,9 @@ class DeployMagics(LLMMagicsBase):
             raise
         if output_var:
             self.shell.user_ns[output_var] = deployment
-        if deployment.state == "ACTIVE":
+        if deployment.state == "ACTIVE" and deployment.is_embedding:
+            note = "It serves embeddings and is now the default target of `embed_frame(df, column)` (`df.llm.embed`)."
+        elif deployment.state == "ACTIVE":
             note = "It is now the default target of `%%llm_predict` and `%%llm_chat`."
         else:
             status = f"%llm_deploy status {shlex.quote(deployment.name)}"

@@ -299,8 +299,9 @@ def test_activate_and_update_launch_again(cramped) -> None:
 def test_the_vllm_service_container_family(cramped) -> None:
     client = cramped.data_science_client()
     containers = client.list_containers().data
-    assert {c.container_name for c in containers} == {"odsc-vllm-serving"}
-    (latest,) = client.list_containers(is_latest=True, usage_query_param="INFERENCE").data
+    assert {c.container_name for c in containers} == {"odsc-vllm-serving", "odsc-tei-serving"}  # TEI: embeddings
+    latest_ones = client.list_containers(is_latest=True, usage_query_param="INFERENCE").data
+    (latest,) = [c for c in latest_ones if c.family_name == "odsc-vllm-serving"]
     assert latest.is_latest and latest.family_name == "odsc-vllm-serving" and latest.tag == "0.6.4.post1.2"
     assert f"dsmc://{latest.container_name}:{latest.tag}" == vllm_container.VLLM_IMAGE
     (workload,) = latest.workload_configuration_details_list
