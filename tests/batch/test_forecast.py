@@ -13,6 +13,14 @@ from odsc_magics.config import LLMSettings, use_settings
 from odsc_magics.control_plane import get_deployment
 
 
+@pytest.fixture(autouse=True)
+def _no_runtime_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No default deployment left by a deploy() earlier in the same process: each test names its own."""
+    import odsc_magics.config as config
+
+    monkeypatch.setattr(config, "_runtime_target", None)
+
+
 @pytest.fixture
 def settings(backend):
     mine = LLMSettings(backend="local", local_dir=str(backend.state_dir))
@@ -100,10 +108,7 @@ def test_a_deployment_object_and_the_default_target(backend, settings) -> None:
     assert by_default.deployment == by_object.deployment == backend.deployment["name"]
 
 
-def test_without_a_deployment_the_tokens_are_still_counted(settings, monkeypatch) -> None:
-    import odsc_magics.config as config
-
-    monkeypatch.setattr(config, "_runtime_target", None)  # no deployment made earlier in this process either
+def test_without_a_deployment_the_tokens_are_still_counted(settings) -> None:
     est = estimate_frame(reviews(3), "{{ text }}", max_tokens=5)
     assert est.prompts == 3 and est.prompt_tokens > 0
     assert est.duration_s is None and est.cost_usd is None
