@@ -71,7 +71,8 @@ def process_alive(pid: object) -> bool:
     child = _children.get(pid)
     if child is not None:
         if child.poll() is None:
-            return True
+            # poll() also says None while another thread holds the child's wait lock: a zombie is not alive
+            return not _zombie(pid)
         _children.pop(pid, None)
         return False
     try:

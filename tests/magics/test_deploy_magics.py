@@ -173,7 +173,7 @@ def test_lifecycle_through_the_magics_and_the_api(session) -> None:
 
 
 def test_the_form_deploys_in_the_background(session) -> None:
-    assert "idle 8" in shown(session, "form")
+    assert "idle 12" in shown(session, "form")  # the local catalog: 8 generation and 4 embedding models
     (view,) = [
         o for o in session["cell"]["form"].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
