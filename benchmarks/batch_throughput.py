@@ -1,12 +1,13 @@
-"""Rows/s of predict_frame against the local backend, as a share of the ideal C / (time per request).
+"""predict_frame's concurrency="auto" against the oracle (the best fixed concurrency of a sweep) per scenario.
 
-For each capacity C it starts `odsc-magics local --capacity C --ttft-ms T --tokens-per-s R`, measures the time
-one request takes, then runs the same frame with concurrency="auto", fixed C/2, C and 2C, and a plain
-one-row-at-a-time loop, printing rows/s, the ratio to the ideal and the share of requests throttled (429s
-counted by the backend). Finally it measures the peak memory of 100,000 rows of ~1 KB prompts.
+Each scenario starts `odsc-magics local` with its own serving model, runs the same frame with `auto` and with
+each fixed concurrency of the sweep (default 1, 2, 4, ... 512), and prints for every run rows/s, output tok/s,
+p50/p99 latency, the share of requests throttled (429) and the number of 500 Service Timeouts; then `auto` as
+a ratio to the oracle, and for the fixed-capacity and tenancy scenarios to the ideal (C / time per request,
+or the tenancy's rate). Finally (with --memory-rows) the peak memory of 100,000 rows of ~1 KB prompts.
 
-    python benchmarks/batch_throughput.py [--capacities 8,32,128] [--rows N] [--ttft-ms 800]
-        [--tokens-per-s 100] [--max-tokens 10] [--memory-rows 100000]
+    python benchmarks/batch_throughput.py [--scenarios gpu-128,gpu-1000,fixed,tenancy,...] [--time-scale 20]
+        [--sweep 1,2,4,...,512] [--rows N] [--capacities 8,32,128] [--memory-rows 0]
 """
 
 from __future__ import annotations
@@ -17,84 +18,157 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 os.environ.setdefault("OCI_SDK_DEFAULT_RETRY_ENABLED", "false")
 os.environ.setdefault("OCI_SDK_DEFAULT_CIRCUITBREAKER_ENABLED", "false")
 
+SWEEP = "1,2,4,8,16,32,64,128,256,512"
+
+
+@dataclass
+class Scenario:
+    name: str
+    flags: list[str]
+    prompt_tokens: int
+    max_tokens: int
+    rows: int
+    ideal: float | None = None  # rows/s the endpoint can give at best, where known in advance
+    ideal_per_request: int | None = None  # the ideal is this capacity / the measured time per request
+    deployment: dict = field(default_factory=dict)
+
+
+def scenarios(args) -> dict[str, Scenario]:
+    scale = ["--time-scale", str(args.time_scale)]
+    gpu = ["--serving", "gpu", *scale]
+    faults = ["--fault", "429:0.05", "--fault", "503:0.02"]
+    found = {
+        "gpu-128": Scenario("gpu 128/128", gpu, 128, 128, args.rows or 1500),
+        "gpu-1000": Scenario("gpu 1000/20", gpu, 1000, 20, args.rows or 1500, deployment={"bandwidth_mbps": 1000}),
+        "gpu-128-faults": Scenario("gpu 128/128 + faults", gpu + faults, 128, 128, args.rows or 1500),
+        "gpu-long": Scenario("gpu 100/1000", gpu, 100, 1000, args.rows or 800),
+        "tenancy": Scenario(
+            "tenancy 150 rps, 0.2 s", ["--serving", "fixed", "--ttft-ms", "100", "--tokens-per-s", "100",
+                                       "--tenancy-rps", "150"], 8, 11, args.rows or 1500, ideal=150.0,
+            deployment={"bandwidth_mbps": 1000},
+        ),
+    }
+    for capacity in [int(c) for c in args.capacities.split(",")]:
+        for seconds, tokens in ((0.3, 21), (3.0, 21)):
+            rows = args.rows or max(600, int(capacity * 12 / seconds)) if seconds < 1 else max(300, capacity * 4)
+            found[f"fixed-{capacity}-{seconds:g}"] = Scenario(
+                f"fixed C={capacity}, {seconds:g} s",
+                ["--serving", "fixed", "--capacity", str(capacity), "--ttft-ms", "100",
+                 "--tokens-per-s", str(round((tokens - 1) / (seconds - 0.1), 3)), "--tenancy-rps", "100000"],
+                8, tokens, rows, ideal_per_request=capacity, deployment={"bandwidth_mbps": 1000},
+            )  # fmt: skip
+    return found
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default="gpu-128,gpu-1000,fixed,tenancy")
+    parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument("--sweep", default=SWEEP)
+    parser.add_argument("--rows", type=int, default=None, help="rows per run (default per scenario)")
     parser.add_argument("--capacities", default="8,32,128")
-    parser.add_argument("--rows", type=int, default=None, help="rows per run (default max(1000, 25 C))")
-    parser.add_argument("--ttft-ms", type=float, default=800.0)
-    parser.add_argument("--tokens-per-s", type=float, default=100.0)
-    parser.add_argument("--max-tokens", type=int, default=10)
-    parser.add_argument("--memory-rows", type=int, default=100_000)
+    parser.add_argument("--memory-rows", type=int, default=0)
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--loop-rows", type=int, default=20, help="rows for the one-at-a-time baseline")
     args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(args.memory_child)
         return 0
-
-    import pandas as pd
-
-    from odsc_magics.local.testing import start_backend
-
-    print(f"ttft_ms={args.ttft_ms} tokens_per_s={args.tokens_per_s} max_tokens={args.max_tokens}")
-    for capacity in [int(c) for c in args.capacities.split(",")]:
-        with tempfile.TemporaryDirectory() as state:
-            backend = start_backend(
-                state,
-                "--capacity", str(capacity),
-                "--ttft-ms", str(args.ttft_ms),
-                "--tokens-per-s", str(args.tokens_per_s),
-                "--deploy-seconds", "0",
-            )  # fmt: skip
-            try:
-                _configure(backend)
-                deployment = backend.create_deployment("bench")
-                endpoint = _connect(deployment["url"])
-                per_request = _time_per_request(endpoint, args.max_tokens)
-                ideal = capacity / per_request
-                print(f"\nC={capacity}: time per request {per_request * 1000:.0f} ms, ideal {ideal:.1f} rows/s")
-                rows = args.rows or max(1000, 25 * capacity)
-                frame = pd.DataFrame({"n": range(rows)})
-                print(f"  {rows} rows per run")
-                runs = [("auto", "auto"), ("fixed C/2", max(1, capacity // 2)), ("fixed C", capacity),
-                        ("fixed 2C", capacity * 2)]  # fmt: skip
-                for label, concurrency in runs:
-                    rate, throttled = _measure(backend, deployment, _frame_run(frame, endpoint, concurrency, args))
-                    _report(label, rate, ideal, throttled)
-                loop = _row_loop(frame.head(args.loop_rows), endpoint, args)
-                rate, throttled = _measure(backend, deployment, loop, rows=min(args.loop_rows, rows))
-                _report("row loop", rate, ideal, throttled)
-            finally:
-                backend.stop()
+    known = scenarios(args)
+    chosen: list[str] = []
+    for name in args.scenarios.split(","):
+        chosen += [key for key in known if key.startswith(name + "-")] if name == "fixed" else [name]
+    sweep = [int(level) for level in args.sweep.split(",")]
+    print(f"time scale {args.time_scale}; sweep {sweep}", flush=True)
+    table = []
+    for key in chosen:
+        table.append(run_scenario(known[key], sweep))
+    print("\nsummary: auto against the oracle (best fixed) and the ideal")
+    for line in table:
+        print(line)
     if args.memory_rows:
         _memory(args.memory_rows)
     return 0
 
 
-def _report(label: str, rate: float, ideal: float, throttled: float) -> None:
-    print(f"  {label:>10}: {rate:8.1f} rows/s  {rate / ideal:5.2f} of ideal  {throttled:6.1%} throttled", flush=True)
+def run_scenario(scenario: Scenario, sweep: list[int]) -> str:
+    import pandas as pd
+
+    from odsc_magics.local.testing import start_backend
+
+    print(f"\n== {scenario.name}: {scenario.rows} rows of {scenario.prompt_tokens} in / {scenario.max_tokens} out",
+          flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as state:
+        backend = start_backend(state, *scenario.flags, "--deploy-seconds", "0")
+        try:
+            _configure(backend)
+            deployment = backend.create_deployment("bench", **scenario.deployment)
+            endpoint = _connect(deployment["url"])
+            filler = " ".join(["word"] * max(1, scenario.prompt_tokens - 4))
+            frame = pd.DataFrame({"n": range(scenario.rows)})
+            template = "Row {{ n }}: " + filler
+            ideal = scenario.ideal
+            if scenario.ideal_per_request:
+                per_request = _time_per_request(endpoint, filler, scenario.max_tokens)
+                ideal = scenario.ideal_per_request / per_request
+                print(f"  time per request {per_request * 1000:.0f} ms, ideal {ideal:.1f} rows/s")
+            results = {}
+            for label in ["auto", *sweep]:
+                figures = _measure(backend, deployment, frame, template, endpoint, label, scenario.max_tokens)
+                results[label] = figures
+                print(f"  {label!s:>5}: " + _format(figures), flush=True)
+        finally:
+            backend.stop()
+    oracle_label = max(sweep, key=lambda level: results[level]["rows_s"])
+    oracle, auto = results[oracle_label], results["auto"]
+    line = (
+        f"{scenario.name:>24}: auto {auto['rows_s']:.1f} rows/s = {auto['rows_s'] / oracle['rows_s']:.2f} of the "
+        f"oracle (fixed {oracle_label}: {oracle['rows_s']:.1f}), tok/s {auto['tok_s'] / oracle['tok_s']:.2f}, "
+        f"p50 {auto['p50']:.2f} s ({auto['p50'] / oracle['p50']:.2f}×), p99 {auto['p99']:.2f} s, "
+        f"throttled {auto['throttled']:.1%}, timeouts {auto['timeouts']}"
+    )
+    if ideal:
+        line += f"; {auto['rows_s'] / ideal:.2f} of the ideal {ideal:.1f}"
+    return line
 
 
-def _frame_run(frame, endpoint, concurrency, args):
+def _format(figures: dict) -> str:
+    return (f"{figures['rows_s']:8.1f} rows/s {figures['tok_s']:9.0f} tok/s  p50 {figures['p50']:6.2f} s  "
+            f"p99 {figures['p99']:6.2f} s  {figures['throttled']:6.1%} throttled  {figures['timeouts']:4d} timeouts  "
+            f"{figures['failed']} failed")  # fmt: skip
+
+
+def _measure(backend, deployment, frame, template, endpoint, concurrency, max_tokens) -> dict:
     from odsc_magics.batch import predict_frame
 
-    def work():
-        return predict_frame(frame, "Question {{ n }}: say something", deployment=endpoint, concurrency=concurrency,
-                             progress=False, max_tokens=args.max_tokens, max_retries=20)  # fmt: skip
+    before = backend.stats()["deployments"].get(deployment["id"], {})
+    start = time.perf_counter()
+    out = predict_frame(frame, template, deployment=endpoint, concurrency=concurrency, progress=False,
+                        max_tokens=max_tokens, ignore_eos=True, max_retries=20)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    after = backend.stats()["deployments"][deployment["id"]]
+    requests = after.get("predict_requests", 0) - before.get("predict_requests", 0)
+    throttled = after.get("by_status", {}).get("429", 0) - before.get("by_status", {}).get("429", 0)
+    latencies = sorted(out["latency_s"].dropna())
+    return {
+        "rows_s": len(out) / elapsed,
+        "tok_s": float(out["completion_tokens"].fillna(0).sum()) / elapsed,
+        "p50": _quantile(latencies, 0.5),
+        "p99": _quantile(latencies, 0.99),
+        "throttled": throttled / requests if requests else 0.0,
+        "timeouts": after.get("timeouts", 0) - before.get("timeouts", 0),
+        "failed": int(out["error"].notna().sum()),
+    }
 
-    return work
 
-
-def _row_loop(frame, endpoint, args):
-    def work():
-        return [endpoint.complete(f"Question {n}: say something", max_tokens=args.max_tokens) for n in frame["n"]]
-
-    return work
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def _configure(backend) -> None:
@@ -108,25 +182,13 @@ def _connect(url: str):
     return connect(url)
 
 
-def _time_per_request(endpoint, max_tokens: int) -> float:
+def _time_per_request(endpoint, filler: str, max_tokens: int) -> float:
     samples = []
     for n in range(5):
         start = time.perf_counter()
-        endpoint.complete(f"Warm-up {n}: say something", max_tokens=max_tokens)
+        endpoint.complete(f"Row {n}: {filler}", max_tokens=max_tokens, ignore_eos=True)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples[1:])
-
-
-def _measure(backend, deployment, work, rows: int | None = None) -> tuple[float, float]:
-    before = backend.stats()["deployments"].get(deployment["id"], {})
-    start = time.perf_counter()
-    result = work()
-    elapsed = time.perf_counter() - start
-    after = backend.stats()["deployments"][deployment["id"]]
-    requests = after.get("predict_requests", 0) - before.get("predict_requests", 0)
-    throttled = after.get("by_status", {}).get("429", 0) - before.get("by_status", {}).get("429", 0)
-    count = rows if rows is not None else len(result)
-    return count / elapsed, (throttled / requests if requests else 0.0)
 
 
 def _memory(rows: int) -> None:
