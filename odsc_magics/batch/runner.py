@@ -16,6 +16,7 @@ from typing import Any
 
 from odsc_magics import errors
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
+from odsc_magics.batch.signals import BANDWIDTH, RATE, TIMEOUT, limit_kind
 
 # Connections that could not be opened this many times in a row, with no answer between, stop the batch.
 CONNECT_FAILURES_TO_STOP = 3
@@ -153,6 +154,7 @@ class BatchRunner:
         fixed = None if concurrency == "auto" else int(concurrency)
         self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed)
         self.rate = RateLimiter(max_rps)
+        self.limiter.rate = self.rate
         self.send = send
         self.deliver = deliver
         self.max_retries = max_retries
@@ -225,14 +227,15 @@ class BatchRunner:
             result = self.send(job)
         except Exception as exc:
             self.limiter.release()
-            self._failed_attempt(job, exc, sent_at)
+            self._failed_attempt(job, exc, sent_at, time.monotonic() - start)
         else:
             latency = time.monotonic() - start
             self.limiter.release()
             with self._cond:
                 self._connect_failures = 0
-            self.limiter.on_success(latency, sent_at)
             usage = getattr(result, "usage", None) or {}
+            self.limiter.on_success(latency, sent_at, usage.get("completion_tokens"))
+            self.rate.on_success()
             outcome = Outcome(
                 text=result.text,
                 finish_reason=result.finish_reason,
@@ -249,8 +252,9 @@ class BatchRunner:
                 self.tally.busy_seconds += time.monotonic() - start
                 self._cond.notify_all()
 
-    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int) -> None:
+    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int, latency: float | None = None) -> None:
         kind, retry_after = classify(exc)
+        limit = limit_kind(exc)
         why = connect_failure(exc)
         if why is not None:
             with self._cond:
@@ -262,8 +266,12 @@ class BatchRunner:
             if stopped is not None:
                 self._finish(job, Outcome(attempts=job.attempts, error=stopped), failed=True, kind=why)
                 return
-        if kind == "throttle":
-            self.limiter.on_throttle(sent_at, retry_after)
+        if limit == TIMEOUT:
+            self.limiter.on_timeout(latency)
+        elif kind == "throttle":
+            self.limiter.on_throttle(sent_at, retry_after, kind=limit or "concurrency")
+            if limit in (RATE, BANDWIDTH):
+                self.rate.on_throttle()
             with self._cond:
                 self.tally.throttled += 1
         if kind == "fatal":
