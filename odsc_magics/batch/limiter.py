@@ -17,6 +17,8 @@ _SHARE_WEIGHT = 0.02  # the throttle share's moving average spans about the last
 GROW_WHILE_BELOW = 2.5
 SHRINK_ABOVE = 3.5
 _BASELINE_CREEP = 1.0001  # per answer: an old no-load minimum doubles in about 7,000 answers
+# A learned request rate is cut at most this often: the throttles of one burst arrive together.
+_CUT_EVERY_S = 0.25
 # Growth stops while the mean latency exceeds this share of the slowest latency that met a Service Timeout.
 TIMEOUT_MARGIN = 0.5
 
@@ -220,7 +222,7 @@ class RateLimiter:
 
     ``rate`` is the caller's cap (None: none). Throttles for a request-rate or bandwidth limit make the bucket
     learn the endpoint's own rate: it drops to 0.9 of the rate requests were starting at when the throttle came
-    (once per second, however many throttles one burst brings), then grows back by about 1% a second while
+    (at most every quarter second, however many throttles one burst brings), then grows back by about 1% a second while
     requests succeed. Requests of one batch have about the same size, so a bytes-per-second limit is a
     requests-per-second limit for them.
     """
@@ -268,7 +270,7 @@ class RateLimiter:
         """A request-rate or bandwidth throttle: start at most 0.9 of the rate that met it."""
         with self._lock:
             now = time.monotonic()
-            if now - self._last_cut < 1.0:
+            if now - self._last_cut < _CUT_EVERY_S:
                 return
             self._last_cut = now
             # What got through: the rate of successes lately, else of starts (throttled ones included).
