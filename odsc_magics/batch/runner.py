@@ -228,10 +228,11 @@ class BatchRunner:
             if stopped is not None:
                 self._finish(job, Outcome(attempts=job.attempts, error=stopped), failed=True, kind=why)
                 return
-        if limit == "timeout":
-            self.limiter.on_timeout(latency)
-        elif kind == "throttle":
-            self.limiter.on_throttle(sent_at, retry_after, kind=limit or "concurrency")
+        if kind == "throttle":
+            if limit == "timeout":
+                self.limiter.on_timeout(latency)
+            else:
+                self.limiter.on_throttle(sent_at, retry_after, kind=limit or "concurrency")
             if limit in ("rate", "bandwidth"):
                 self.rate.on_throttle()
             with self._cond:
