@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[str] = []
     for name in args.scenarios.split(","):
         chosen += [key for key in known if key.startswith(name + "-")] if name == "fixed" else [name]
-    sweep = [int(level) for level in args.sweep.split(",")]
+    sweep = [int(level) for level in args.sweep.split(",") if level]
     print(f"time scale {args.time_scale}; sweep {sweep}", flush=True)
     table = []
     for key in chosen:
@@ -123,6 +123,8 @@ def run_scenario(scenario: Scenario, sweep: list[int]) -> str:
                 print(f"  {label!s:>5}: " + _format(figures), flush=True)
         finally:
             backend.stop()
+    if not sweep:
+        return f"{scenario.name:>24}: auto {_format(results['auto'])}"
     oracle_label = max(sweep, key=lambda level: results[level]["rows_s"])
     oracle, auto = results[oracle_label], results["auto"]
     line = (

@@ -215,3 +215,108 @@ def test_a_fixed_limiter_counts_successes_under_its_lock_too(attempt):
     levels = hammer(limiter, 16, 25)
     assert limiter.in_flight == 0
     assert limiter.worked_level == max(levels)
+
+
+def test_a_rate_or_bandwidth_throttle_leaves_the_concurrency_alone():
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=39, kind="rate")
+    limiter.on_throttle(sent_at=39, kind="bandwidth")
+    assert limiter.limit == 40
+    assert limiter.ceiling is None
+    assert limiter.throttled == 2
+
+
+def test_a_stray_throttle_at_a_level_that_worked_does_not_lower_the_limit(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_success(sent_at=40)
+    limiter.on_throttle(sent_at=41)  # a probe above the capacity
+    assert limiter.limit == 39
+    for _ in range(10):  # 5% of answers throttled at random, at levels that worked
+        sleeps.now += 1.0
+        succeed(limiter, 19)
+        limiter.on_throttle(sent_at=20)
+    assert limiter.limit >= 39
+
+
+def test_throttles_that_keep_coming_at_a_level_that_worked_lower_the_limit(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_success(sent_at=40)
+    limiter.on_throttle(sent_at=41)
+    for _ in range(30):  # half the answers throttled: another batch shares the endpoint
+        sleeps.now += 1.0
+        limiter.on_success(sent_at=20)
+        limiter.on_throttle(sent_at=20)
+    assert limiter.limit < 30
+
+
+def test_a_service_timeout_halves_the_limit_once_per_burst(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    limiter = AdaptiveLimiter(initial=200)
+    limiter.on_timeout(60.0)
+    limiter.on_timeout(60.0)
+    assert limiter.limit == 100
+    sleeps.now += 100.0
+    limiter.on_timeout(61.0)
+    assert limiter.limit == 50
+    assert limiter.ceiling == 50
+
+
+def test_no_growth_while_answers_take_near_the_time_that_met_a_timeout(monkeypatch):
+    Sleeps(monkeypatch)
+    limiter = AdaptiveLimiter(initial=64)
+    limiter.on_timeout(60.0)
+    assert limiter.limit == 32
+    saturate(limiter)
+    for _ in range(200):
+        limiter.release()
+        limiter.on_success(40.0, sent_at=32)
+        saturate(limiter)
+    assert limiter.limit == 32
+    for _ in range(400):  # probing above the ceiling the timeout set: one slot per 8 × limit successes
+        limiter.release()
+        limiter.on_success(10.0, sent_at=32)
+        saturate(limiter)
+    assert limiter.limit > 32
+
+
+def test_queue_wait_is_latency_beyond_the_no_load_time_per_token():
+    limiter = AdaptiveLimiter(initial=4)
+    limiter.on_success(1.0, sent_at=1, tokens=100)  # 10 ms a token, unloaded
+    assert limiter.queue_wait == 0.0
+    for _ in range(100):
+        limiter.on_success(3.0, sent_at=4, tokens=100)  # 2 s in line before the same work
+    assert limiter.queue_wait == pytest.approx(2.0, abs=0.3)
+
+
+def test_rate_limiter_learns_the_endpoint_rate_from_rate_throttles(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    bucket = RateLimiter(None)
+    for _ in range(100):  # 100 requests a second, unlimited
+        bucket.wait()
+        sleeps.now += 0.01
+    bucket.on_throttle()
+    assert bucket.rate == pytest.approx(90, rel=0.05)
+    bucket.on_throttle()  # the same burst: no second cut
+    assert bucket.rate == pytest.approx(90, rel=0.05)
+    learned = bucket.rate
+    for _ in range(int(learned + 5) * 3):  # three seconds' worth of successes
+        bucket.on_success()
+    assert bucket.rate == pytest.approx(learned + 3, abs=0.5)
+    before = len(sleeps.calls)
+    for _ in range(200):
+        bucket.wait()
+    assert sleeps.calls[before:]  # now it spaces requests out
+
+
+def test_a_learned_rate_never_exceeds_the_callers_cap(monkeypatch):
+    sleeps = Sleeps(monkeypatch)
+    bucket = RateLimiter(50)
+    for _ in range(60):
+        bucket.wait()
+        sleeps.now += 0.01
+    bucket.on_throttle()
+    for _ in range(10_000):
+        bucket.on_success()
+    assert bucket.rate == 50
