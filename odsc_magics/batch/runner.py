@@ -111,9 +111,10 @@ class BatchRunner:
         stop_on_failure: bool = False,
         on_progress: Callable[[Tally, AdaptiveLimiter], None] | None = None,
         max_concurrency: int = 256,
+        latency_limit: float | None = None,
     ) -> None:
         fixed = None if concurrency == "auto" else int(concurrency)
-        self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed)
+        self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed, latency_limit=latency_limit)
         self.rate = RateLimiter(max_rps)
         self.limiter.rate = self.rate
         self.send = send
