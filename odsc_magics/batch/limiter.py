@@ -40,7 +40,7 @@ KNEE_GAIN = 1.07
 # Slots added per answer while growing: the limit triples every round trip (TCP doubles; a 429 here is cheap).
 SLOW_START_STEP = 2
 # Settles at the lowest concurrency giving this share of the best throughput seen: fewer in flight, same rows/s.
-SETTLE_SHARE = 0.96
+SETTLE_SHARE = 0.93
 _SAMPLES = 8  # answers a half-octave needs before its throughput is compared
 # After settling, answers this much slower than at the knee mean the endpoint got busier: shrink a tenth.
 SHRINK_ABOVE = 1.6
@@ -52,7 +52,7 @@ LATENCY_SHRINK_SHARE = 0.85
 SUSTAINED_THROTTLE_SHARE = 0.2
 _SHARE_WEIGHT = 0.02  # the throttle share's moving average spans about the last 50 answers
 # After settling, try a quarter more now and then (every this many round trips): the endpoint may have grown.
-_PROBE_EVERY = 20
+_PROBE_EVERY = 6
 _PROBE_GAIN = 1.05
 # A learned request rate is cut at most this often: the throttles of one burst arrive together.
 _CUT_EVERY_S = 0.25
