@@ -58,7 +58,11 @@ _PROBE_GAIN = 1.05
 _CUT_EVERY_S = 0.25
 _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: past any answer's life
 # Rate and bandwidth throttles teach the bucket only while they are this share of recent answers.
-SUSTAINED_RATE_SHARE = 0.1
+SUSTAINED_RATE_SHARE = 0.15
+_RATE_SHARE_WEIGHT = 0.01  # that share's moving average spans about the last 100 answers
+_TRIAL_ANSWERS = 150  # answers after a cut before judging whether it thinned the throttles out
+_TRIAL_KEEPS_BELOW = 0.025  # a cut is kept when fewer answers than this were throttled after it
+_REGROW_BELOW_SHARE = 0.02  # a learned rate regrows only while fewer answers than this (beyond noise) are throttles
 
 
 @dataclass
@@ -452,6 +456,9 @@ class RateLimiter:
         self._last_cut = float("-inf")
         self._successes = 0
         self._share = 0.0  # moving average of the rate/bandwidth throttles among answers
+        self._floor = 0.0  # the share of throttles that comes whatever the rate (noise), learned from cuts undone
+        self._trial: tuple[float | None, bool] | None = None  # (rate, learned) before the cuts being judged
+        self._trial_counts = [0, 0]  # throttles and answers since the last cut
 
     def wait(self) -> None:
         """Block until one more request may start."""
@@ -480,20 +487,24 @@ class RateLimiter:
     def on_throttle(self) -> None:
         """A request-rate or bandwidth throttle: once sustained, start at most 0.9 of the rate getting through."""
         with self._lock:
-            self._share = self._share * (1 - _SHARE_WEIGHT) + _SHARE_WEIGHT
+            self._share = self._share * (1 - _RATE_SHARE_WEIGHT) + _RATE_SHARE_WEIGHT
+            self._trial_counts[0] += 1
+            self._trial_counts[1] += 1
             now = self._clock()
-            if self._share < SUSTAINED_RATE_SHARE and not self.learned:
-                return
+            if self._share < self._floor + SUSTAINED_RATE_SHARE:
+                return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
             if now - self._last_cut < _CUT_EVERY_S:
                 return
-            if self.learned and self._share < SUSTAINED_RATE_SHARE / 2:
-                return  # a stray throttle at a learned rate: the rate holds
             self._last_cut = now
             # What got through: the rate of successes lately, else of starts (throttled ones included).
             seen = _per_second(self._successes_at, now) or _per_second(self._starts, now)
             current = min(r for r in (self.rate, seen) if r) if (self.rate or seen) else None
             if current is None:
                 return
+            # Cuts are on trial: if the throttles do not thin out at the lower rate, they were not the rate's
+            # doing (random 429s), and the cuts since the trial began are undone.
+            self._trial = (self.rate, self.learned) if self._trial is None else self._trial
+            self._trial_counts = [0, 0]  # throttles, answers since this cut
             self.rate = max(1.0, 0.9 * current)
             if self.cap:
                 self.rate = min(self.rate, self.cap)
@@ -504,13 +515,23 @@ class RateLimiter:
     def on_success(self) -> None:
         """A request succeeded: a learned rate grows back by 1% per second's worth of successes."""
         with self._lock:
-            self._share *= 1 - _SHARE_WEIGHT
+            self._share *= 1 - _RATE_SHARE_WEIGHT
+            self._trial_counts[1] += 1
             now = self._clock()
             self._successes_at.append(now)
             if len(self._successes_at) > 512 or now - self._successes_at[0] > 1.0:
                 del self._successes_at[: max(1, len(self._successes_at) // 4)]
-            if not self.learned or not self.rate:
-                return
+            throttles, answers = self._trial_counts
+            if self._trial is not None and answers >= _TRIAL_ANSWERS:
+                rate_before, learned_before = self._trial
+                self._trial = None
+                if throttles / answers >= _TRIAL_KEEPS_BELOW:  # still throttled at the lower rate: not a limit
+                    self._floor = max(self._floor, throttles / answers)
+                    self._share = min(self._share, throttles / answers)
+                    self.rate, self.learned = rate_before, learned_before
+                    return
+            if not self.learned or not self.rate or self._share > self._floor + _REGROW_BELOW_SHARE:
+                return  # no regrowth while throttles come back: that is the rate's edge
             self._successes += 1
             if self._successes >= self.rate:
                 self._successes = 0
