@@ -61,6 +61,9 @@ _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: p
 SUSTAINED_RATE_SHARE = 0.15
 _RATE_SHARE_WEIGHT = 0.01  # that share's moving average spans about the last 100 answers
 _TRIAL_ANSWERS = 150  # answers after a cut before judging whether it thinned the throttles out
+_TRIAL_S = 1.0  # and at least this long, so that the lower rate has taken hold
+_TRIAL_SETTLE_S = 0.5  # answers in this time after a cut answer requests sent before it: not counted
+_MAX_FLOOR = 0.1  # more throttles than this are never taken for noise
 _TRIAL_KEEPS_BELOW = 0.025  # a cut is kept when fewer answers than this were throttled after it
 _REGROW_BELOW_SHARE = 0.02  # a learned rate regrows only while fewer answers than this (beyond noise) are throttles
 
@@ -123,6 +126,7 @@ class AdaptiveLimiter:
         self._throttle_share = 0.0
         self._since_change = 0
         self._probe: tuple[float, float] | None = None  # (level probed from, its throughput)
+        self._rate_hold_until = float("-inf")
         self._suspect: int | None = None  # a level throttled once above all that worked: growth waits
         self._settled_at = 0.0
         # ∫ in-flight dt, sampled at every change: the mean in-flight count over any request's life
@@ -249,6 +253,8 @@ class AdaptiveLimiter:
             return
         if self._suspect is not None:
             return  # until a second throttle confirms a capacity there, or an answer from that level refutes it
+        if now < self._rate_hold_until or self._limit >= self._rate_bound():
+            return  # a request rate limits this endpoint: more in flight than it lets through only waits
         if self._limit >= 2 * max(self._used, 1) or self._limit >= self.maximum:
             return  # at most twice what has really been in flight: beyond that, growth is only a guess
         if self.ceiling is not None and self._limit >= self.ceiling:
@@ -256,6 +262,13 @@ class AdaptiveLimiter:
             return
         self._limit = min(float(self.maximum), self._limit + SLOW_START_STEP)
         self._cond.notify_all()
+
+    def _rate_bound(self) -> float:
+        """Twice what a learned request rate lets be in flight (rate × latency), or no bound."""
+        bucket = self.rate
+        if bucket is None or not bucket.learned or not bucket.rate or not self._latency:
+            return float("inf")
+        return 2 * bucket.rate * self._latency + 1
 
     def _knee(self) -> float | None:
         """The concurrency to settle at, once some level brought less than KNEE_GAIN over half of it."""
@@ -363,7 +376,11 @@ class AdaptiveLimiter:
             now = self._clock()
             if retry_after:
                 self._paused_until = max(self._paused_until, now + min(retry_after, 60.0))
-            if self.fixed or kind in (RATE, BANDWIDTH):
+            if kind in (RATE, BANDWIDTH):
+                # Growth waits a round trip: the request-rate bucket is learning what gets through.
+                self._rate_hold_until = now + max(0.05, self._latency or 0.0)
+                return
+            if self.fixed:
                 return
             self._throttle_share = self._throttle_share * (1 - _SHARE_WEIGHT) + _SHARE_WEIGHT
             estimate = float(sent_at - 1) if sent_at is not None else None
@@ -488,16 +505,16 @@ class RateLimiter:
         """A request-rate or bandwidth throttle: once sustained, start at most 0.9 of the rate getting through."""
         with self._lock:
             self._share = self._share * (1 - _RATE_SHARE_WEIGHT) + _RATE_SHARE_WEIGHT
-            self._trial_counts[0] += 1
-            self._trial_counts[1] += 1
             now = self._clock()
+            self._count_for_trial(now, throttled=True)
             if self._share < self._floor + SUSTAINED_RATE_SHARE:
                 return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
             if now - self._last_cut < _CUT_EVERY_S:
                 return
             self._last_cut = now
             # What got through: the rate of successes lately, else of starts (throttled ones included).
-            seen = _per_second(self._successes_at, now) or _per_second(self._starts, now)
+            # What got through over the last half second (a limit's burst allowance inflates it at first).
+            seen = _per_second(self._successes_at, now, 0.5) or _per_second(self._starts, now, 0.5)
             current = min(r for r in (self.rate, seen) if r) if (self.rate or seen) else None
             if current is None:
                 return
@@ -512,21 +529,28 @@ class RateLimiter:
             self._tokens = min(self._tokens, 1.0)
             self._successes = 0
 
+    def _count_for_trial(self, now: float, *, throttled: bool) -> None:
+        """Count the answers judging the last cut, from half a second after it: those sent before it do not tell."""
+        if now - self._last_cut < _TRIAL_SETTLE_S:
+            return
+        self._trial_counts[0] += int(throttled)
+        self._trial_counts[1] += 1
+
     def on_success(self) -> None:
         """A request succeeded: a learned rate grows back by 1% per second's worth of successes."""
         with self._lock:
             self._share *= 1 - _RATE_SHARE_WEIGHT
-            self._trial_counts[1] += 1
             now = self._clock()
+            self._count_for_trial(now, throttled=False)
             self._successes_at.append(now)
             if len(self._successes_at) > 512 or now - self._successes_at[0] > 1.0:
                 del self._successes_at[: max(1, len(self._successes_at) // 4)]
             throttles, answers = self._trial_counts
-            if self._trial is not None and answers >= _TRIAL_ANSWERS:
+            if self._trial is not None and answers >= _TRIAL_ANSWERS and now - self._last_cut >= _TRIAL_S:
                 rate_before, learned_before = self._trial
                 self._trial = None
                 if throttles / answers >= _TRIAL_KEEPS_BELOW:  # still throttled at the lower rate: not a limit
-                    self._floor = max(self._floor, throttles / answers)
+                    self._floor = min(_MAX_FLOOR, max(self._floor, throttles / answers))
                     self._share = min(self._share, throttles / answers)
                     self.rate, self.learned = rate_before, learned_before
                     return
@@ -540,9 +564,9 @@ class RateLimiter:
                     self.rate = min(self.rate, self.cap)
 
 
-def _per_second(times: list[float], now: float) -> float | None:
-    """Events per second over the last second of ``times`` (None until there are a few)."""
-    recent = [t for t in times if now - t <= 1.0]
+def _per_second(times: list[float], now: float, window: float = 1.0) -> float | None:
+    """Events per second over the last ``window`` seconds of ``times`` (None until there are a few)."""
+    recent = [t for t in times if now - t <= window]
     if len(recent) < 4:
         return None
     return len(recent) / max(now - recent[0], 1e-3)
