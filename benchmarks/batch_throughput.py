@@ -6,7 +6,8 @@ p50/p99 latency, the share of requests throttled (429) and the number of 500 Ser
 a ratio to the oracle, and for the fixed-capacity and tenancy scenarios to the ideal (C / time per request,
 or the tenancy's rate). Finally (with --memory-rows) the peak memory of 100,000 rows of ~1 KB prompts.
 
-    python benchmarks/batch_throughput.py [--scenarios gpu-128,gpu-1000,fixed,tenancy,...] [--time-scale 20]
+    python benchmarks/batch_throughput.py [--scenarios gpu-128,gpu-1000,gpu-128-faults,gpu-long,gpu-128-two,fixed,
+        tenancy] [--time-scale 20]
         [--sweep 1,2,4,...,512] [--rows N] [--capacities 8,32,128] [--memory-rows 0]
 """
 
@@ -36,17 +37,26 @@ class Scenario:
     ideal: float | None = None  # rows/s the endpoint can give at best, where known in advance
     ideal_per_request: int | None = None  # the ideal is this capacity / the measured time per request
     deployment: dict = field(default_factory=dict)
+    against: str | None = None  # also compare auto with this scenario's oracle (the same endpoint without faults)
+    processes: int = 1  # batches run at once, each in its own process, on the one deployment
+    key: str = ""
+    time_scale: float = 1.0  # the platform's 60 s limit lasts 60 / time_scale real seconds, as does the client's
 
 
 def scenarios(args) -> dict[str, Scenario]:
     scale = ["--time-scale", str(args.time_scale)]
     gpu = ["--serving", "gpu", *scale]
+    ts = args.time_scale
     faults = ["--fault", "429:0.05", "--fault", "503:0.02"]
     found = {
-        "gpu-128": Scenario("gpu 128/128", gpu, 128, 128, args.rows or 1500),
-        "gpu-1000": Scenario("gpu 1000/20", gpu, 1000, 20, args.rows or 1500, deployment={"bandwidth_mbps": 1000}),
-        "gpu-128-faults": Scenario("gpu 128/128 + faults", gpu + faults, 128, 128, args.rows or 1500),
-        "gpu-long": Scenario("gpu 100/1000", gpu, 100, 1000, args.rows or 800),
+        "gpu-128": Scenario("gpu 128/128", gpu, 128, 128, args.rows or 3000, time_scale=ts),
+        "gpu-1000": Scenario("gpu 1000/20", gpu, 1000, 20, args.rows or 3000, deployment={"bandwidth_mbps": 1000},
+                             time_scale=ts),
+        "gpu-128-faults": Scenario("gpu 128/128 + faults", gpu + faults, 128, 128, args.rows or 3000, time_scale=ts,
+                                   against="gpu-128"),
+        "gpu-128-two": Scenario("gpu 128/128, two processes", gpu, 128, 128, args.rows or 3000, time_scale=ts,
+                                processes=2),
+        "gpu-long": Scenario("gpu 100/1000", gpu, 100, 1000, args.rows or 800, time_scale=ts),
         "tenancy": Scenario(
             "tenancy 150 rps, 0.2 s", ["--serving", "fixed", "--ttft-ms", "100", "--tokens-per-s", "100",
                                        "--tenancy-rps", "150"], 8, 11, args.rows or 1500, ideal=150.0,
@@ -55,7 +65,8 @@ def scenarios(args) -> dict[str, Scenario]:
     }
     for capacity in [int(c) for c in args.capacities.split(",")]:
         for seconds, tokens in ((0.3, 21), (3.0, 21)):
-            rows = args.rows or max(600, int(capacity * 12 / seconds)) if seconds < 1 else max(300, capacity * 4)
+            # ~25 round trips at the capacity: a shorter batch is mostly the climb to it
+            rows = args.rows or max(600, int(capacity * 12 / seconds)) if seconds < 1 else max(300, capacity * 25)
             found[f"fixed-{capacity}-{seconds:g}"] = Scenario(
                 f"fixed C={capacity}, {seconds:g} s",
                 ["--serving", "fixed", "--capacity", str(capacity), "--ttft-ms", "100",
@@ -67,14 +78,18 @@ def scenarios(args) -> dict[str, Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default="gpu-128,gpu-1000,fixed,tenancy")
+    parser.add_argument("--scenarios", default="gpu-128,gpu-1000,gpu-128-faults,gpu-long,gpu-128-two,fixed,tenancy")
     parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument("--sweep", default=SWEEP)
     parser.add_argument("--rows", type=int, default=None, help="rows per run (default per scenario)")
     parser.add_argument("--capacities", default="8,32,128")
     parser.add_argument("--memory-rows", type=int, default=0)
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch_child:
+        _batch_child(args.batch_child)
+        return 0
     if args.memory_child:
         _memory_child(args.memory_child)
         return 0
@@ -82,11 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[str] = []
     for name in args.scenarios.split(","):
         chosen += [key for key in known if key.startswith(name + "-")] if name == "fixed" else [name]
-    sweep = [int(level) for level in args.sweep.split(",")]
+    sweep = [int(level) for level in args.sweep.split(",") if level]
     print(f"time scale {args.time_scale}; sweep {sweep}", flush=True)
     table = []
+    oracles: dict[str, float] = {}  # each scenario's oracle rows/s, by its key
     for key in chosen:
-        table.append(run_scenario(known[key], sweep))
+        known[key].key = key
+        table.append(run_scenario(known[key], sweep, oracles))
+        if known[key].against and known[key].against not in oracles:
+            print(f"  (run {known[key].against} in the same run to compare with its oracle)")
     print("\nsummary: auto against the oracle (best fixed) and the ideal")
     for line in table:
         print(line)
@@ -95,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_scenario(scenario: Scenario, sweep: list[int]) -> str:
+def run_scenario(scenario: Scenario, sweep: list[int], oracles: dict[str, float]) -> str:
     import pandas as pd
 
     from odsc_magics.local.testing import start_backend
@@ -117,13 +136,23 @@ def run_scenario(scenario: Scenario, sweep: list[int]) -> str:
                 ideal = scenario.ideal_per_request / per_request
                 print(f"  time per request {per_request * 1000:.0f} ms, ideal {ideal:.1f} rows/s")
             results = {}
-            for label in ["auto", *sweep]:
-                figures = _measure(backend, deployment, frame, template, endpoint, label, scenario.max_tokens)
+            # Against a capacity wall the best fixed level is the capacity itself: the sweep is that level.
+            levels = [scenario.ideal_per_request] if scenario.ideal_per_request else sweep
+            for label in ["auto", *levels]:
+                figures = _measure(backend, deployment, frame, template, endpoint, label, scenario)
                 results[label] = figures
                 print(f"  {label!s:>5}: " + _format(figures), flush=True)
+            if scenario.processes > 1:
+                results["together"] = _together(backend, deployment, scenario)
+                print(f"  auto in each of {scenario.processes} processes: "
+                      + ", ".join(f"{rows_s:.1f}" for rows_s in results["together"]["each"])
+                      + f" rows/s; together {results['together']['rows_s']:.1f} rows/s", flush=True)
         finally:
             backend.stop()
-    oracle_label = max(sweep, key=lambda level: results[level]["rows_s"])
+    if not levels:
+        return f"{scenario.name:>24}: auto {_format(results['auto'])}"
+    oracle_label = max(levels, key=lambda level: results[level]["rows_s"] if not results[level]["timeouts"] else 0)
+    oracles[scenario.key] = results[oracle_label]["rows_s"]
     oracle, auto = results[oracle_label], results["auto"]
     line = (
         f"{scenario.name:>24}: auto {auto['rows_s']:.1f} rows/s = {auto['rows_s'] / oracle['rows_s']:.2f} of the "
@@ -133,7 +162,56 @@ def run_scenario(scenario: Scenario, sweep: list[int]) -> str:
     )
     if ideal:
         line += f"; {auto['rows_s'] / ideal:.2f} of the ideal {ideal:.1f}"
+    if scenario.against in oracles:
+        line += f"; {auto['rows_s'] / oracles[scenario.against]:.2f} of the oracle without faults"
+    if "together" in results:
+        shares = ", ".join(f"{rows_s / oracle['rows_s']:.2f}" for rows_s in results["together"]["each"])
+        line += (f"; {scenario.processes} processes at once: each {shares} of the oracle, together "
+                 f"{results['together']['rows_s'] / oracle['rows_s']:.2f}")  # fmt: skip
     return line
+
+
+def _together(backend, deployment, scenario: Scenario) -> dict:
+    """``scenario.processes`` batches of ``scenario.rows`` rows each, each in its own process, started at once."""
+    import json
+    import subprocess
+
+    job = json.dumps({"state": str(backend.state_dir), "url": deployment["url"], "rows": scenario.rows,
+                      "prompt_tokens": scenario.prompt_tokens, "max_tokens": scenario.max_tokens,
+                      "time_scale": scenario.time_scale})  # fmt: skip
+    start = time.perf_counter()
+    children = [subprocess.Popen([sys.executable, __file__, "--batch-child", job], stdout=subprocess.PIPE, text=True)
+                for _ in range(scenario.processes)]  # fmt: skip
+    each = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise SystemExit("a batch process failed")
+        each.append(json.loads(out.strip().splitlines()[-1])["rows_s"])
+    elapsed = time.perf_counter() - start
+    return {"each": each, "rows_s": scenario.processes * scenario.rows / elapsed}
+
+
+def _batch_child(job_json: str) -> None:
+    import json
+
+    import pandas as pd
+
+    from odsc_magics.batch import predict_frame
+    from odsc_magics.predict_limits import TIMEOUT_S
+
+    job = json.loads(job_json)
+    os.environ["ODSC_MAGICS_BACKEND"] = "local"
+    os.environ["ODSC_MAGICS_LOCAL_DIR"] = job["state"]
+    endpoint = _connect(job["url"])
+    filler = " ".join(["word"] * max(1, job["prompt_tokens"] - 4))
+    frame = pd.DataFrame({"n": range(job["rows"])})
+    start = time.perf_counter()
+    out = predict_frame(frame, "Row {{ n }}: " + filler, deployment=endpoint, progress=False,
+                        max_tokens=job["max_tokens"], ignore_eos=True, max_retries=20,
+                        timeout=TIMEOUT_S / job["time_scale"])  # fmt: skip
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"rows_s": len(out) / elapsed, "failed": int(out["error"].notna().sum())}))
 
 
 def _format(figures: dict) -> str:
@@ -142,13 +220,15 @@ def _format(figures: dict) -> str:
             f"{figures['failed']} failed")  # fmt: skip
 
 
-def _measure(backend, deployment, frame, template, endpoint, concurrency, max_tokens) -> dict:
+def _measure(backend, deployment, frame, template, endpoint, concurrency, scenario: Scenario) -> dict:
     from odsc_magics.batch import predict_frame
+    from odsc_magics.predict_limits import TIMEOUT_S
 
     before = backend.stats()["deployments"].get(deployment["id"], {})
     start = time.perf_counter()
     out = predict_frame(frame, template, deployment=endpoint, concurrency=concurrency, progress=False,
-                        max_tokens=max_tokens, ignore_eos=True, max_retries=20)  # fmt: skip
+                        max_tokens=scenario.max_tokens, ignore_eos=True, max_retries=20,
+                        timeout=TIMEOUT_S / scenario.time_scale)  # fmt: skip
     elapsed = time.perf_counter() - start
     after = backend.stats()["deployments"][deployment["id"]]
     requests = after.get("predict_requests", 0) - before.get("predict_requests", 0)

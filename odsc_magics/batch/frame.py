@@ -131,6 +131,7 @@ def predict_frame(
         max_retries=max_retries,
         max_rps=max_rps,
         stop_on_failure=on_error == "raise",
+        latency_limit=_timeout_setting(endpoint, params),
     )
     runner.tally.total = len(df)
     jobs = _jobs(
@@ -278,6 +279,14 @@ def _check_options(
             f"the frame already has column(s) {', '.join(map(repr, clash))}",
             hint="Pass output_column= with another name, or drop those columns first.",
         )
+
+
+def _timeout_setting(endpoint: Any, params: dict[str, Any]) -> float | None:
+    """The read timeout the endpoint's client uses for these requests: answers must come well within it."""
+    from odsc_magics.config import resolve
+
+    value = resolve("timeout", params.get("timeout"), getattr(endpoint, "settings", None))[0]
+    return float(value) if value else None
 
 
 def _max_retries_setting(endpoint: Any) -> int:

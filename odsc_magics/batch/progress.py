@@ -13,7 +13,7 @@ _INTERVAL = 0.25  # seconds between bar refreshes; rows finish far more often th
 
 
 class Progress:
-    """Shows done, failed, retrying, rows/s, tokens/s and the current concurrency; throttled updates."""
+    """Shows done, failed, retrying, rows/s, tokens/s and the controller's view (concurrency, rate, queue wait)."""
 
     def __init__(self, *, total: int, enabled: bool = True) -> None:
         self.total = total
@@ -44,7 +44,7 @@ class Progress:
                 failed=tally.failed,
                 retrying=tally.retrying,
                 tok_s=f"{tally.tokens / elapsed:.0f}",
-                conc=limiter.limit,
+                **controller_view(limiter),
                 refresh=False,
             )
 
@@ -57,6 +57,17 @@ class Progress:
             self._bar.close()
             self._bar.write(format_summary(summary))
         return summary
+
+
+def controller_view(limiter: AdaptiveLimiter) -> dict[str, str | int]:
+    """What the controller sees: the concurrency, the request-rate limit if one applies, the queue wait."""
+    view: dict[str, str | int] = {"conc": limiter.limit}
+    rate = limiter.rate.rate if limiter.rate is not None else None
+    if rate:
+        view["rate"] = f"{rate:.0f}/s"
+    if limiter.queue_wait is not None:
+        view["wait"] = f"{limiter.queue_wait:.1f}s"
+    return view
 
 
 def summarize(tally: Tally, limiter: AdaptiveLimiter, *, interrupted: bool = False) -> dict[str, Any]:
@@ -76,6 +87,8 @@ def summarize(tally: Tally, limiter: AdaptiveLimiter, *, interrupted: bool = Fal
         "effective_concurrency": round(tally.busy_seconds / elapsed, 2) if elapsed else None,
         "final_concurrency": limiter.limit,
         "peak_concurrency": limiter.peak,
+        "rate_limit": round(limiter.rate.rate, 1) if limiter.rate is not None and limiter.rate.rate else None,
+        "queue_wait_s": round(limiter.queue_wait, 3) if limiter.queue_wait is not None else None,
         "interrupted": interrupted,
     }
 

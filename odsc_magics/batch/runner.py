@@ -111,10 +111,12 @@ class BatchRunner:
         stop_on_failure: bool = False,
         on_progress: Callable[[Tally, AdaptiveLimiter], None] | None = None,
         max_concurrency: int = 256,
+        latency_limit: float | None = None,
     ) -> None:
         fixed = None if concurrency == "auto" else int(concurrency)
-        self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed)
+        self.limiter = AdaptiveLimiter(initial=16, maximum=max_concurrency, fixed=fixed, latency_limit=latency_limit)
         self.rate = RateLimiter(max_rps)
+        self.limiter.rate = self.rate
         self.send = send
         self.deliver = deliver
         self.retry_policy = RetryPolicy(max_retries=max_retries)
@@ -201,15 +203,16 @@ class BatchRunner:
                 with self._cond:  # before the slot is given back, so that no request takes it meanwhile
                     self._connection_lost = True
             self.limiter.release()
-            self._failed_attempt(job, exc, sent_at, failure)
+            self._failed_attempt(job, exc, sent_at, failure, time.monotonic() - start)
         else:
             latency = time.monotonic() - start
             self.limiter.release()
             with self._cond:
                 self._connect_failures = 0
                 self._connection_lost = False
-            self.limiter.on_success(latency, sent_at)
             usage = getattr(result, "usage", None) or {}
+            self.limiter.on_success(latency, sent_at, usage.get("completion_tokens"))
+            self.rate.on_success()
             outcome = Outcome(
                 text=result.text,
                 finish_reason=result.finish_reason,
@@ -226,8 +229,11 @@ class BatchRunner:
                 self.tally.busy_seconds += time.monotonic() - start
                 self._cond.notify_all()
 
-    def _failed_attempt(self, job: Job, exc: Exception, sent_at: int, failure: Failure) -> None:
+    def _failed_attempt(
+        self, job: Job, exc: Exception, sent_at: int, failure: Failure, latency: float | None = None
+    ) -> None:
         kind, retry_after = failure.action, failure.retry_after
+        limit = failure.kind if kind == "throttle" else None
         why = unreachable_reason(failure)
         if why is not None:
             with self._cond:
@@ -240,7 +246,12 @@ class BatchRunner:
                 self._finish(job, Outcome(attempts=job.attempts, error=stopped), failed=True, kind=why)
                 return
         if kind == "throttle":
-            self.limiter.on_throttle(sent_at, retry_after)
+            if limit == "timeout":
+                self.limiter.on_timeout(latency)
+            else:
+                self.limiter.on_throttle(sent_at, retry_after, kind=limit or "concurrency")
+            if limit in ("rate", "bandwidth"):
+                self.rate.on_throttle()
             with self._cond:
                 self.tally.throttled += 1
         if kind == "fatal":

@@ -7,8 +7,22 @@ import time
 
 import pytest
 
-from odsc_magics.batch import limiter as limiter_module
 from odsc_magics.batch.limiter import AdaptiveLimiter, RateLimiter
+
+
+class Clock:
+    """A fake clock for the limiter and the bucket: time moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def saturate(limiter: AdaptiveLimiter) -> None:
@@ -16,18 +30,21 @@ def saturate(limiter: AdaptiveLimiter) -> None:
         limiter.acquire()
 
 
-def succeed(limiter: AdaptiveLimiter, times: int) -> None:
+def succeed(limiter: AdaptiveLimiter, times: int, clock: Clock | None = None, latency: float = 0.1) -> None:
     """Each time: one request comes back, and the freed slots are filled again (the endpoint stays full)."""
     for _ in range(times):
         saturate(limiter)
+        if clock is not None:
+            clock.now += latency / max(limiter.in_flight, 1)
         limiter.release()
-        limiter.on_success()
+        limiter.on_success(latency, sent_at=limiter.in_flight + 1)
     saturate(limiter)
 
 
-def test_slow_start_grows_two_slots_per_success_until_a_throttle():
-    limiter = AdaptiveLimiter(initial=4)
-    succeed(limiter, 10)
+def test_slow_start_grows_two_slots_per_success_until_a_signal():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=4, clock=clock)
+    succeed(limiter, 10, clock)
     assert limiter.limit == 24
 
 
@@ -43,7 +60,8 @@ def test_an_unused_limit_does_not_grow():
 
 def test_throttle_sets_limit_to_what_was_in_flight_before_it():
     limiter = AdaptiveLimiter(initial=40)
-    limiter.on_throttle(sent_at=33)
+    limiter.on_throttle(sent_at=34)
+    limiter.on_throttle(sent_at=33)  # a second one confirms: the endpoint holds 32
     assert limiter.limit == 32
     assert limiter.ceiling == 32
 
@@ -56,34 +74,51 @@ def test_throttles_from_one_burst_lower_the_limit_once():
     assert limiter.limit == 32
 
 
-def test_a_throttle_at_a_level_that_worked_backs_off_gently():
+def test_one_throttle_at_a_level_that_worked_changes_nothing():
     limiter = AdaptiveLimiter(initial=40)
-    limiter.on_success(sent_at=10)
+    limiter.on_success(0.1, sent_at=10)
     limiter.on_throttle(sent_at=2)  # not a concurrency signal: a rate limit or noise
-    assert limiter.limit == 36
-    assert limiter.ceiling == 36
+    assert limiter.limit == 40
+    assert limiter.ceiling is None
+
+
+def test_one_throttle_above_every_level_that_worked_holds_growth_until_an_answer_from_there_refutes_it():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=8, clock=clock)
+    succeed(limiter, 2, clock)
+    limit = limiter.limit
+    limiter.on_throttle(sent_at=limit)  # one throttle at the front of the climb: maybe stray
+    assert limiter.limit == limit and limiter.ceiling is None
+    limiter.on_success(0.1, sent_at=limit - 1)
+    assert limiter.limit == limit  # growth waits
+    limiter.on_success(0.1, sent_at=limit)  # that level answered: the throttle was stray
+    assert limiter.limit > limit
 
 
 def test_a_throttle_above_every_level_that_worked_is_a_capacity_signal_at_most_halving():
     limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=3)
     limiter.on_throttle(sent_at=2)
     assert limiter.limit == 20
 
 
 def test_a_throttle_near_the_limit_sets_the_ceiling_to_what_was_in_flight():
     limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=32)
     limiter.on_throttle(sent_at=31)
     assert limiter.limit == 30
     assert limiter.ceiling == 30
 
 
 def test_probing_above_the_ceiling_is_slow():
-    limiter = AdaptiveLimiter(initial=12)
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=12, clock=clock)
+    limiter.on_throttle(sent_at=12)
     limiter.on_throttle(sent_at=11)
     assert limiter.limit == 10
-    succeed(limiter, 79)
+    succeed(limiter, 159, clock)  # 16 × the limit answers before one more slot
     assert limiter.limit == 10
-    succeed(limiter, 1)
+    succeed(limiter, 1, clock)
     assert limiter.limit == 11
 
 
@@ -117,37 +152,26 @@ def test_acquire_returns_none_once_stopped():
     assert limiter.acquire(stop) is None
 
 
-class Sleeps:
-    """Stands in for time.sleep in the limiter module: records each wait and lets the clock run on."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[float] = []
-        self.now = 1000.0
-        monkeypatch.setattr(limiter_module.time, "sleep", self.sleep)
-        monkeypatch.setattr(limiter_module.time, "monotonic", lambda: self.now)
-
-    def sleep(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        self.now += seconds
+def bucket(rate: float | None) -> tuple[RateLimiter, Clock]:
+    clock = Clock()
+    return RateLimiter(rate, clock=clock, sleep=clock.sleep), clock
 
 
-def test_rate_limiter_without_rate_never_waits(monkeypatch):
-    sleeps = Sleeps(monkeypatch)
-    unlimited = RateLimiter(None)
+def test_rate_limiter_without_rate_never_waits():
+    unlimited, clock = bucket(None)
     for _ in range(1000):
         unlimited.wait()
-    assert sleeps.calls == []
+    assert clock.sleeps == []
 
 
-def test_rate_limiter_lets_a_second_worth_through_then_spaces_requests_by_one_over_the_rate(monkeypatch):
-    sleeps = Sleeps(monkeypatch)
-    capped = RateLimiter(4)
+def test_rate_limiter_lets_a_second_worth_through_then_spaces_requests_by_one_over_the_rate():
+    capped, clock = bucket(4)
     for _ in range(4):
         capped.wait()
-    assert sleeps.calls == []
+    assert clock.sleeps == []
     for _ in range(3):
         capped.wait()
-    assert sleeps.calls == pytest.approx([0.25, 0.25, 0.25])
+    assert clock.sleeps == pytest.approx([0.25, 0.25, 0.25])
 
 
 class SlowInt(int):
@@ -215,3 +239,135 @@ def test_a_fixed_limiter_counts_successes_under_its_lock_too(attempt):
     levels = hammer(limiter, 16, 25)
     assert limiter.in_flight == 0
     assert limiter.worked_level == max(levels)
+
+
+def test_a_rate_or_bandwidth_throttle_leaves_the_concurrency_alone():
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=39, kind="rate")
+    limiter.on_throttle(sent_at=39, kind="bandwidth")
+    assert limiter.limit == 40
+    assert limiter.ceiling is None
+    assert limiter.throttled == 2
+
+
+def test_a_stray_throttle_at_a_level_that_worked_does_not_lower_the_limit():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=40, clock=clock)
+    succeed(limiter, 1, clock)
+    limit = limiter.limit
+    for _ in range(10):  # 5% of answers throttled at random, at levels that worked
+        clock.now += 1.0
+        succeed(limiter, 19, clock)
+        limiter.on_throttle(sent_at=20)
+    assert limiter.limit >= limit
+
+
+def test_throttles_that_keep_coming_at_a_level_that_worked_lower_the_limit():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=40, clock=clock)
+    limiter.on_success(0.1, sent_at=40)
+    for _ in range(30):  # half the answers throttled: another batch shares the endpoint
+        clock.now += 1.0
+        limiter.on_success(0.1, sent_at=20)
+        limiter.on_throttle(sent_at=20)
+    assert limiter.limit < 30
+
+
+def test_a_service_timeout_halves_the_limit_once_per_burst():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=200, clock=clock)
+    limiter.on_timeout(60.0)
+    limiter.on_timeout(60.0)
+    assert limiter.limit == 100
+    clock.now += 100.0
+    limiter.on_timeout(61.0)
+    assert limiter.limit == 50
+
+
+def test_no_growth_where_answers_would_pass_the_budget_of_the_time_limit():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=16, latency_limit=10.0, clock=clock)
+    # 7.5 s at 16 in flight: 18 in flight could take 18/16 of that, past 7 s (0.7 of the 10 s limit)
+    succeed(limiter, 200, clock, latency=7.5)
+    assert limiter.limit == 16
+    limiter = AdaptiveLimiter(initial=16, latency_limit=10.0, clock=clock)
+    succeed(limiter, 200, clock, latency=9.0)  # beyond 0.85 of the limit: shrink
+    assert limiter.limit < 16
+
+
+def test_the_time_limit_is_the_platforms_or_the_clients_whichever_is_shorter():
+    assert AdaptiveLimiter().latency_limit == 60.0
+    assert AdaptiveLimiter(latency_limit=300.0).latency_limit == 60.0
+    assert AdaptiveLimiter(latency_limit=3.0).latency_limit == 3.0
+
+
+def test_throughput_per_concurrency_is_read_by_littles_law():
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=8, maximum=8, clock=clock)
+    saturate(limiter)
+    for _ in range(40):  # 8 in flight, each answered after 0.5 s: 16 rows/s
+        clock.now += 0.5 / 8
+        limiter.release()
+        limiter.on_success(0.5, sent_at=8)
+        saturate(limiter)
+    level = limiter._levels[6]  # the half-octave of 8
+    assert level.rows_s == pytest.approx(16.0, rel=0.05)
+
+
+def test_rate_limiter_learns_the_endpoint_rate_from_sustained_rate_throttles():
+    learning, clock = bucket(None)
+    allowed, last = 60.0, clock.now  # the endpoint lets 60 requests a second through; one a second's burst
+    for _ in range(600):  # the batch would start 100 a second
+        learning.wait()
+        clock.now += 0.01
+        allowed = min(60.0, allowed + (clock.now - last) * 60)
+        last = clock.now
+        if allowed >= 1:
+            allowed -= 1
+            learning.on_success()
+        else:
+            learning.on_throttle()
+    assert learning.learned
+    assert 45 <= learning.rate <= 63  # it regrows to the edge, where throttles come back, and stays there
+    learned = learning.rate
+    learning.on_throttle()  # the same burst: no second cut
+    assert learning.rate == learned
+    for _ in range(int(learned + 5) * 30):  # thirty seconds' worth of successes: throttles long gone
+        learning.on_success()
+    assert learning.rate > learned + 10
+
+
+def test_a_stray_rate_throttle_teaches_the_bucket_nothing():
+    learning, clock = bucket(None)
+    for n in range(2000):  # 3% of answers throttled, at random moments
+        learning.wait()
+        clock.now += 0.01
+        learning.on_success()
+        if n % 33 == 0:
+            learning.on_throttle()
+    assert not learning.learned and learning.rate is None
+
+
+def test_a_learned_rate_never_exceeds_the_callers_cap():
+    capped, clock = bucket(50)
+    for _ in range(60):
+        capped.wait()
+        clock.now += 0.01
+        capped.on_throttle()
+    for _ in range(10_000):
+        capped.on_success()
+    assert capped.rate == 50
+
+
+def test_a_cut_that_does_not_thin_the_throttles_out_is_undone():
+    learning, clock = bucket(None)
+    for n in range(3000):  # 100 requests a second, 6% throttled whatever the rate, after a burst of them
+        learning.wait()
+        clock.now += 0.01
+        if n % 17 == 0 or 500 <= n < 520:
+            learning.on_throttle()
+        else:
+            learning.on_success()
+        if n == 520:
+            assert learning.learned  # the burst looked like a rate limit
+    assert learning.rate is None and not learning.learned  # at the lower rate as many came: it was noise
