@@ -115,6 +115,8 @@ class AdaptiveLimiter:
         self.rate: RateLimiter | None = None  # the request-rate bucket used alongside, shown with the limit
         self._levels: dict[int, _Level] = {}
         self._latency: float | None = None  # moving average of answers' latency
+        self._fastest: float | None = None  # the lowest that average has been
+        self._answers = 0
         self._level: float | None = None  # moving average of the in-flight count those answers saw
         self._knee_latency: float | None = None
         self._last_decrease = float("-inf")
@@ -211,6 +213,9 @@ class AdaptiveLimiter:
             if not latency_s or latency_s <= 0:
                 return
             self._latency = latency_s if self._latency is None else 0.9 * self._latency + 0.1 * latency_s
+            self._answers += 1
+            if self._answers >= _SAMPLES:
+                self._fastest = min(self._fastest or self._latency, self._latency)
             mean = self._mean_in_flight(now - latency_s, now)
             if mean is not None and mean >= 0.5:
                 self._level = mean if self._level is None else 0.9 * self._level + 0.1 * mean
@@ -231,8 +236,8 @@ class AdaptiveLimiter:
                 self._hold(now)
 
     def _lowest_latency(self) -> float | None:
-        known = [level.latency for level in self._levels.values() if level.count >= _SAMPLES]
-        return min(known) if known else None
+        """The lowest the answers' moving-average latency has been (after a few answers): the no-load time."""
+        return self._fastest
 
     def _over_budget(self, now: float) -> bool:
         """Whether answers take too close to the time limit to grow (shrinking a tenth if far too close)."""
