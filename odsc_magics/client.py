@@ -349,17 +349,7 @@ class Endpoint:
             resp = self._send(request, data, stream=False, read_timeout=read_timeout)
             if resp.status_code != 200:
                 raise self._status_error(resp, len(data))
-            try:
-                return resp, resp.json()
-            except ValueError:
-                error = ServerError(
-                    f"{self.label} sent an incomplete or non-JSON reply.",
-                    hint="Retried with backoff; the model server may be restarting.",
-                    status=resp.status_code,
-                    opc_request_id=resp.headers.get("opc-request-id"),
-                    target=self.label,
-                )
-                raise _retry_or_raise(error, classify_failure(error)) from None
+            return resp, read_json_reply(resp, self.label)
 
         attempts = [0]
 
@@ -456,6 +446,21 @@ def _shown_type(value: Any) -> str:
         inner = sorted({type(v).__name__ for v in value if not isinstance(v, dict)})
         return f"a {type(value).__name__} holding {', '.join(inner)}" if inner else type(value).__name__
     return type(value).__name__
+
+
+def read_json_reply(resp: Any, label: str) -> Any:
+    """A 200 reply's JSON; one cut short or not JSON is a ServerError the retry policy tries again."""
+    try:
+        return resp.json()
+    except ValueError:
+        error = ServerError(
+            f"{label} sent an incomplete or non-JSON reply.",
+            hint="Retried with backoff; the model server may be restarting.",
+            status=resp.status_code,
+            opc_request_id=resp.headers.get("opc-request-id"),
+            target=label,
+        )
+        raise _retry_or_raise(error, classify_failure(error)) from None
 
 
 def _retry_or_raise(error: OdscMagicsError, failure: Failure) -> BaseException:

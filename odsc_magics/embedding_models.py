@@ -128,36 +128,27 @@ def embedding_deployment_details(
     tags: Mapping[str, str] | None = None,
 ) -> Any:
     """The ``CreateModelDeploymentDetails`` AI Quick Actions sends for an embedding model on the TEI container."""
-    from oci.data_science import models as m
+    from odsc_magics.vllm_container import aqua_deployment_details
 
     variables = {
         "BASE_MODEL": base_model,
         "MODEL_DEPLOY_PREDICT_ENDPOINT": EMBEDDINGS_ROUTE,
         **{str(key): str(value) for key, value in (env or {}).items()},
     }
-    return m.CreateModelDeploymentDetails(
-        display_name=name,
+    return aqua_deployment_details(
+        name=name,
         description=f"{model_name} served by Text Embeddings Inference",
+        model_id=model_id,
+        model_name=model_name,
         project_id=project_id,
         compartment_id=compartment_id,
-        freeform_tags={"OCI_AQUA": "active", "aqua_model_name": model_name, **dict(tags or {})},
-        category_log_details=logs,
-        model_deployment_configuration_details=m.SingleModelDeploymentConfigurationDetails(
-            deployment_type="SINGLE_MODEL",
-            model_configuration_details=m.ModelConfigurationDetails(
-                model_id=model_id,
-                instance_configuration=m.InstanceConfiguration(instance_shape_name=shape),
-                scaling_policy=m.FixedSizeScalingPolicy(policy_type="FIXED_SIZE", instance_count=instances),
-                bandwidth_mbps=bandwidth_mbps,
-            ),
-            environment_configuration_details=m.OcirModelDeploymentEnvironmentConfigurationDetails(
-                environment_configuration_type="OCIR_CONTAINER",
-                image=TEI_IMAGE,
-                cmd=tei_cmd(base_model, metadata),
-                server_port=PORT,
-                health_check_port=PORT,
-                environment_variables=variables,
-                predict_api_specification="openai",
-            ),
-        ),
+        shape=shape,
+        instances=instances,
+        bandwidth_mbps=bandwidth_mbps,
+        image=TEI_IMAGE,
+        cmd=tei_cmd(base_model, metadata),
+        port=PORT,
+        variables=variables,
+        logs=logs,
+        tags=tags,
     )

@@ -125,8 +125,7 @@ def decode_vectors(payload: Any, count: int, label: str = "the deployment") -> n
 
 def embed_once(endpoint: Any, request: dict, *, read_timeout: float) -> tuple[Any, dict]:
     """POST the request once; (response, JSON payload), or the error the client raises for that reply."""
-    from odsc_magics.client import _retry_or_raise
-    from odsc_magics.retry import classify_failure
+    from odsc_magics.client import read_json_reply
 
     data = json.dumps(request["body"], separators=(",", ":")).encode()
     resp = endpoint._send(request, data, stream=False, read_timeout=read_timeout)
@@ -141,17 +140,7 @@ def embed_once(endpoint: Any, request: dict, *, read_timeout: float) -> tuple[An
                 target=endpoint.label,
             )
         raise error
-    try:
-        return resp, resp.json()
-    except ValueError:
-        error = ServerError(
-            f"{endpoint.label} sent an incomplete or non-JSON reply.",
-            hint="Retried with backoff; the model server may be restarting.",
-            status=resp.status_code,
-            opc_request_id=resp.headers.get("opc-request-id"),
-            target=endpoint.label,
-        )
-        raise _retry_or_raise(error, classify_failure(error)) from None
+    return resp, read_json_reply(resp, endpoint.label)
 
 
 def embed(endpoint: Any, texts: Any, **params: Any) -> Embeddings:

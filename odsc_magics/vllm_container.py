@@ -80,8 +80,6 @@ def deployment_details(
     ``env`` adds environment variables after the ones the container reads (PARAMS, the route, the model, ports);
     ``tags`` adds freeform tags to the AQUA ones.
     """
-    from oci.data_science import models as m
-
     variables = {
         "PARAMS": params,
         "MODEL_DEPLOY_PREDICT_ENDPOINT": ROUTES[bool(chat)],
@@ -90,9 +88,48 @@ def deployment_details(
         "HEALTH_CHECK_PORT": str(PORT),
         **{str(key): str(value) for key, value in (env or {}).items()},
     }
+    return aqua_deployment_details(
+        name=name,
+        description=f"{model_name} served by vLLM",
+        model_id=model_id,
+        model_name=model_name,
+        project_id=project_id,
+        compartment_id=compartment_id,
+        shape=shape,
+        instances=instances,
+        bandwidth_mbps=bandwidth_mbps,
+        image=VLLM_IMAGE,
+        variables=variables,
+        logs=logs,
+        tags=tags,
+    )
+
+
+def aqua_deployment_details(
+    *,
+    name: str,
+    description: str,
+    model_id: str,
+    model_name: str,
+    project_id: str,
+    compartment_id: str,
+    shape: str,
+    instances: int,
+    bandwidth_mbps: int,
+    image: str,
+    variables: Mapping[str, str],
+    cmd: list[str] | None = None,
+    port: int = PORT,
+    logs: Any = None,
+    tags: Mapping[str, str] | None = None,
+) -> Any:
+    """The layout of the ``CreateModelDeploymentDetails`` AI Quick Actions sends for a service container (vLLM,
+    TEI): one instance configuration, the container's image, command, port and environment, AQUA's tags."""
+    from oci.data_science import models as m
+
     return m.CreateModelDeploymentDetails(
         display_name=name,
-        description=f"{model_name} served by vLLM",
+        description=description,
         project_id=project_id,
         compartment_id=compartment_id,
         freeform_tags={"OCI_AQUA": "active", "aqua_model_name": model_name, **dict(tags or {})},
@@ -107,10 +144,11 @@ def deployment_details(
             ),
             environment_configuration_details=m.OcirModelDeploymentEnvironmentConfigurationDetails(
                 environment_configuration_type="OCIR_CONTAINER",
-                image=VLLM_IMAGE,
-                server_port=PORT,
-                health_check_port=PORT,
-                environment_variables=variables,
+                image=image,
+                cmd=cmd,
+                server_port=port,
+                health_check_port=port,
+                environment_variables=dict(variables),
                 predict_api_specification="openai",
             ),
         ),

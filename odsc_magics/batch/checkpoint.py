@@ -98,26 +98,7 @@ class Checkpoint:
 
     def record(self, key: str, outcome: dict[str, Any]) -> None:
         """Commit one finished row (success or final failure) now."""
-        ok = 1 if outcome.get("error") is None else 0
-        values = [outcome.get(name) for name in FIELDS]
-        with self._lock:
-            if self._broken is not None:  # fail fast: each write would wait out SQLite's busy timeout again
-                raise self._broken
-            try:
-                self._db.execute(
-                    f"INSERT OR REPLACE INTO rows (key, ok, {', '.join(FIELDS)}, finished_at) "
-                    f"VALUES (?, ?, {', '.join('?' * len(FIELDS))}, ?)",
-                    [key, ok, *values, time.time()],
-                )
-            except sqlite3.Error as exc:
-                self._broken = CheckpointError(
-                    f"checkpoint {self.path} could not be written ({exc}); the batch stopped.",
-                    hint="The answered rows are in the error's .partial (and odsc_magics.last_partial()). "
-                    "Make the file writable again (free disk space, close the program holding it) or pass "
-                    "another checkpoint=, then run again: rows it already holds are not sent again.",
-                    target=str(self.path),
-                )
-                raise self._broken from None
+        self.record_many([(key, outcome)])
 
     def record_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Commit several finished rows (key, outcome) in one transaction: a batch request's rows land together."""
@@ -128,7 +109,7 @@ class Checkpoint:
         if not rows:
             return
         with self._lock:
-            if self._broken is not None:
+            if self._broken is not None:  # fail fast: each write would wait out SQLite's busy timeout again
                 raise self._broken
             try:
                 with self._db:

@@ -312,17 +312,9 @@ def _check(df: Any, column: Any, output_column: Any, batch_size: Any, dry_run: A
 
 
 def _check_output(df: pd.DataFrame, output_column: str) -> None:
-    if output_column in OUTPUT_COLUMNS:
-        raise errors.ValidationError(
-            f"output_column {output_column!r} is one of the columns embed_frame adds ({', '.join(OUTPUT_COLUMNS)})",
-            hint='Pick another name, e.g. output_column="vector".',
-        )
-    clash = [name for name in (output_column, *OUTPUT_COLUMNS) if name in df.columns]
-    if clash:
-        raise errors.ValidationError(
-            f"the frame already has column(s) {', '.join(map(repr, clash))}",
-            hint="Pass output_column= with another name, or drop those columns first.",
-        )
+    from odsc_magics.batch.frame import check_output_columns
+
+    check_output_columns(df, output_column, OUTPUT_COLUMNS, adder="embed_frame", example="vector")
 
 
 def _served_model(deployment: Any, endpoint: Any) -> tuple[str | None, str | None]:

@@ -267,13 +267,19 @@ def _check_options(
         raise errors.ValidationError(
             f"output_column must be a non-empty str, not {output_column!r}", hint='The default is "completion".'
         )
-    if output_column in OUTPUT_COLUMNS:
+    check_output_columns(df, output_column, OUTPUT_COLUMNS, adder="predict_frame", example="answer")
+
+
+def check_output_columns(
+    df: pd.DataFrame, output_column: str, added: tuple[str, ...], *, adder: str, example: str
+) -> None:
+    """Refuse an output column that is one of the ``added`` ones, or any of them already in ``df``."""
+    if output_column in added:
         raise errors.ValidationError(
-            f"output_column {output_column!r} is one of the columns predict_frame adds "
-            f"({', '.join(OUTPUT_COLUMNS)})",
-            hint='Pick another name, e.g. output_column="answer".',
+            f"output_column {output_column!r} is one of the columns {adder} adds ({', '.join(added)})",
+            hint=f'Pick another name, e.g. output_column="{example}".',
         )
-    clash = [name for name in (output_column, *OUTPUT_COLUMNS) if name in df.columns]
+    clash = [name for name in (output_column, *added) if name in df.columns]
     if clash:
         raise errors.ValidationError(
             f"the frame already has column(s) {', '.join(map(repr, clash))}",
