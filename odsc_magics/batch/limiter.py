@@ -51,9 +51,14 @@ LATENCY_SHRINK_SHARE = 0.85
 # a stray 429 (a busy moment, noise) does not pull the limit down, a sustained one (another batch) does.
 SUSTAINED_THROTTLE_SHARE = 0.2
 _SHARE_WEIGHT = 0.02  # the throttle share's moving average spans about the last 50 answers
-# After settling, try a quarter more now and then (every this many round trips): the endpoint may have grown.
-_PROBE_EVERY = 6
+# Throttles above every level that worked reveal a capacity once there are this many, and half of what was sent
+# there (a capacity refuses nearly all of it; stray 429s are a few of many), with no answer from there.
+_CONFIRMING_THROTTLES = 3
+_BURST_S = 0.1  # 429s within this time of a cut answer the same burst of requests
+# After settling, probe a quarter higher or a fifth lower (alternately) every this many round trips.
+_PROBE_EVERY = 3
 _PROBE_GAIN = 1.05
+_PROBE_KEEP_DOWN = 0.97
 # A learned request rate is cut at most this often: the throttles of one burst arrive together.
 _CUT_EVERY_S = 0.25
 _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: past any answer's life
@@ -110,6 +115,7 @@ class AdaptiveLimiter:
         self.peak = 0
         self.throttled = 0
         self.ceiling: float | None = None  # the capacity a concurrency 429 revealed
+        self._ceiling_at = float("-inf")  # when it was set: only requests sent after can refute it
         self.settled: float | None = None  # the knee of the throughput curve, once found
         self.queue_wait: float | None = None  # how much longer answers take than at the knee (or at the start)
         self.rate: RateLimiter | None = None  # the request-rate bucket used alongside, shown with the limit
@@ -127,8 +133,11 @@ class AdaptiveLimiter:
         self._burst_floor = 1.0
         self._throttle_share = 0.0
         self._since_change = 0
-        self._probe: tuple[float, float] | None = None  # (level probed from, its throughput)
+        self._probe: tuple[float, float, bool] | None = None  # (level probed from, its throughput, upwards)
+        self._probe_up = False  # the direction of the last probe: they alternate
         self._rate_hold_until = float("-inf")
+        self._suspicions = 0  # throttles at or above it since
+        self._sent_above = 0  # requests sent at or above it since
         self._suspect: int | None = None  # a level throttled once above all that worked: growth waits
         self._settled_at = 0.0
         # ∫ in-flight dt, sampled at every change: the mean in-flight count over any request's life
@@ -160,6 +169,8 @@ class AdaptiveLimiter:
                 wait = self._paused_until - self._clock()
                 if wait <= 0 and self.in_flight < self.limit:
                     self._count_in_flight(+1)
+                    if self._suspect is not None and self.in_flight >= self._suspect:
+                        self._sent_above += 1
                     self.peak = max(self.peak, self.in_flight)
                     self._used = max(self._used, self.in_flight)
                     return self.in_flight
@@ -205,8 +216,9 @@ class AdaptiveLimiter:
             if sent_at is not None:
                 self._worked = max(self._worked, sent_at)
                 if self._suspect is not None and sent_at >= self._suspect:
-                    self._suspect = None  # a level that was throttled once holds: that throttle was stray
-                if self.ceiling is not None and sent_at > self.ceiling + 1 and not self.fixed:
+                    self._suspect, self._suspicions = None, 0  # a level throttled holds: those were stray
+                sent = now - (latency_s or 0.0)
+                if self.ceiling is not None and sent_at > self.ceiling + 1 and sent > self._ceiling_at:
                     # It held more than the ceiling: that throttle was stray, not the endpoint's capacity.
                     self.ceiling = None
                     self._capacity_burst = False
@@ -253,6 +265,10 @@ class AdaptiveLimiter:
     def _grow(self, now: float) -> None:
         """Before the knee: one more slot per answer (doubling every round trip) until doubling stops paying."""
         knee = self._knee()
+        if knee is None and self._limit >= self.maximum:
+            current = self._levels.get(_octave(self._limit))
+            if current is not None and current.count >= 2 * _SAMPLES:
+                knee = self._limit  # no knee below the maximum: hold there, and let the probes look lower
         if knee is not None:
             self._settle(knee, now)
             return
@@ -296,34 +312,47 @@ class AdaptiveLimiter:
         self._cond.notify_all()
 
     def _hold(self, now: float) -> None:
-        """At the knee: shrink when answers slow down far beyond it, and probe a quarter higher now and then."""
+        """At the knee: shrink when answers slow down far beyond it, and now and then probe a quarter higher (kept
+        if it pays) or a fifth lower (kept if it costs nothing: the same rows/s with less waiting)."""
         self._since_change += 1
         if self._knee_latency and self._latency and self._latency > SHRINK_ABOVE * self._knee_latency:
             self._decrease(now, 0.9)
             return
         if self._probe is not None:
-            base, rows_s = self._probe
+            base, rows_s, up = self._probe
+            if self._since_change == int(self._limit):
+                # A round trip on, the answers still carry the old level's load: measure from here
+                self._levels.pop(_octave(self._limit), None)
             level = self._levels.get(_octave(self._limit))
-            if level is not None and level.count >= _SAMPLES and self._since_change >= self._limit:
-                if level.rows_s >= _PROBE_GAIN * rows_s:
-                    self.settled = self._limit  # it paid: the endpoint holds more now
+            if level is not None and level.count >= _SAMPLES and self._since_change >= 2 * self._limit:
+                kept = level.rows_s >= (_PROBE_GAIN if up else _PROBE_KEEP_DOWN) * rows_s
+                if kept:
+                    self.settled = self._limit
                     self._knee_latency = level.latency
                 else:
                     self._limit = base
                 self._probe = None
                 self._since_change = 0
-            return
-        if self._since_change >= _PROBE_EVERY * self._limit and self._limit < self.maximum:
-            if self.ceiling is not None and self._limit >= self.ceiling:
-                self._probe_ceiling()
-                return
-            current = self._levels.get(_octave(self._limit))
-            if current is not None and current.count >= _SAMPLES:
-                self._probe = (self._limit, current.rows_s)
-                self._levels.pop(_octave(self._limit * 1.25), None)  # measure the probe afresh
-                self._limit = min(float(self.maximum), max(self._limit + 1, self._limit * 1.25))
-                self._since_change = 0
                 self._cond.notify_all()
+            return
+        if self._since_change < _PROBE_EVERY * self._limit:
+            return
+        current = self._levels.get(_octave(self._limit))
+        if current is None or current.count < _SAMPLES:
+            return
+        self._probe_up = not self._probe_up
+        up = self._probe_up and self._limit < self.maximum
+        if up and self.ceiling is not None and self._limit >= self.ceiling:
+            self._probe_ceiling()
+            return
+        if not up and self._limit < 4:
+            return
+        target = max(self._limit + 1, self._limit * 1.25) if up else max(1.0, self._limit * 0.8)
+        self._probe = (self._limit, current.rows_s, up)
+        self._levels.pop(_octave(target), None)  # measure the probe afresh
+        self._limit = min(float(self.maximum), target)
+        self._since_change = 0
+        self._cond.notify_all()
 
     def _probe_ceiling(self) -> None:
         """At a concurrency 429's ceiling, one more slot only after a long run of answers without a throttle."""
@@ -389,12 +418,13 @@ class AdaptiveLimiter:
                 return
             self._throttle_share = self._throttle_share * (1 - _SHARE_WEIGHT) + _SHARE_WEIGHT
             estimate = float(sent_at - 1) if sent_at is not None else None
-            # Throttles answering the requests of one burst arrive within about one request's latency, in any
-            # order: a capacity burst lowers the limit to its lowest estimate, but at most halves it in all.
-            if now - self._last_decrease < max(0.05, self._latency or 0.0):
+            # The 429s answering the requests of one burst come back together, in any order: a capacity burst
+            # lowers the limit to its lowest estimate, but at most halves it in all.
+            if now - self._last_decrease < _BURST_S:
                 if self._capacity_burst and estimate is not None and estimate < self._limit:
                     self._limit = float(max(1, int(max(estimate, self._burst_floor))))
                     self.ceiling = min(self.ceiling or self._limit, float(max(1, int(estimate))))
+                    self._ceiling_at = now
                 return
             # Before a ceiling is known, a throttle above every level that worked reveals the capacity;
             # after, only one above the ceiling (a probe) does.
@@ -403,13 +433,18 @@ class AdaptiveLimiter:
             if not above and self._throttle_share < SUSTAINED_THROTTLE_SHARE:
                 return  # a stray throttle at a level that worked: not a reason to lower the limit
             if above and sent_at is not None and self.ceiling is None:
+                # Throttles above every level that worked may be stray: growth holds, and an answer from that
+                # level refutes them, or a few more there confirm a capacity.
                 if self._suspect is None:
-                    # One throttle above every level that worked may be stray: hold, and let the next answer
-                    # from that level or a second throttle there tell.
-                    self._suspect = sent_at
+                    self._suspect, self._suspicions, self._sent_above = sent_at, 0, 1
+                self._suspect = min(self._suspect, sent_at)
+                self._suspicions += 1
+                # A capacity refuses nearly everything sent above it; stray 429s are a few of many
+                if self._suspicions < max(_CONFIRMING_THROTTLES, 0.5 * self._sent_above):
                     return
-                estimate = float(min(sent_at, self._suspect) - 1)
+                estimate = float(self._suspect - 1)
                 self._suspect = None
+                self._suspicions = 0
             self._last_decrease = now
             self._burst_floor = self._limit * 0.5
             self._probe = None
@@ -419,6 +454,7 @@ class AdaptiveLimiter:
                 target = float(max(1, int(estimate if estimate < self._limit else self._limit - 1)))
                 self._limit = float(max(1, int(max(target, self._burst_floor))))
                 self.ceiling = target  # the estimate itself, even where the limit may not fall that far at once
+                self._ceiling_at = now
                 self._worked = min(self._worked, int(target))
             else:
                 # At a level that worked before, throttled again and again (another batch, a shrunken

@@ -76,10 +76,11 @@ def simulate(
     slowdown: tuple[float, float] | None = None,
     seed: int = 7,
 ) -> Run | list[Run]:
-    """Send ``rows`` requests (a list: one batch each, sharing the endpoint, started at ``starts``); one sent
-    while ``n`` are in flight in all takes ``latency_at(n)`` (±5%). Beyond ``capacity`` in flight a request is
-    refused at once (a concurrency 429), and a share ``stray_throttles`` of the others too; one that would take
-    longer than ``timeout_s`` comes back as a Service Timeout at that time. Failed requests are retried after
+    """Send ``rows`` requests (a list: one batch each, sharing the endpoint, started at ``starts``); while ``n``
+    are in service each gets 1 / ``latency_at(n)`` of its work (±5%) a second, so a request alone all its life
+    takes ``latency_at(n)``. Beyond ``capacity`` in service a request is refused at once (a concurrency 429), and
+    a share ``stray_throttles`` of the others too; one still unanswered after ``timeout_s`` comes back as a
+    Service Timeout then. Failed requests are retried after
     ``retry_delay``, up to MAX_ATTEMPTS attempts. ``slowdown`` (when, factor): from then on every request
     takes ``factor`` times longer."""
     clock = FakeClock()
@@ -93,13 +94,20 @@ def simulate(
         )
         for n, size in enumerate(sizes)
     ]
-    events: list[tuple[float, int, int, str, int, float, int]] = []  # (at, seq, batch, kind, sent_at, sent, tries)
+    # Requests in service share the server (processor sharing): all progress at 1 / latency_at(n) of their
+    # work a second while n are in service, so a request's latency follows the load over its whole life.
+    work = 0.0  # the work each request in service has received since time 0
+    serving: list[tuple[float, int]] = []  # (work at which it is done, id)
+    deadlines: list[tuple[float, int]] = []  # (time it times out, id)
+    requests: dict[int, tuple[int, int, float, int]] = {}  # id -> (batch, sent_at, sent, tries)
+    refusals: list[tuple[float, int, int, int, float, int]] = []  # (at, seq, batch, sent_at, sent, tries)
     seq = itertools.count()
     randomness = random.Random(seed)
-    in_flight = 0
+
+    def in_service() -> int:
+        return len(requests)
 
     def send_what_fits() -> None:
-        nonlocal in_flight
         for number, batch in enumerate(batches):
             if batch.run.started > clock.now:
                 continue
@@ -109,39 +117,23 @@ def simulate(
             while batch.pending and limiter.in_flight < limiter.limit and limiter.paused_until <= clock.now:
                 tries = batch.pending.pop() + 1
                 sent_at = limiter.acquire()
-                in_flight += 1
-                if (capacity is not None and in_flight > capacity) or randomness.random() < stray_throttles:
-                    refused = (clock.now + 0.001, next(seq), number, "throttle", sent_at, clock.now, tries)
-                    heapq.heappush(events, refused)
+                if (capacity is not None and in_service() >= capacity) or randomness.random() < stray_throttles:
+                    heapq.heappush(refusals, (clock.now + 0.001, next(seq), number, sent_at, clock.now, tries))
                     continue
-                latency = latency_at(in_flight) * (0.95 + 0.1 * randomness.random())
-                if slowdown is not None and clock.now >= slowdown[0]:
-                    latency *= slowdown[1]
-                if timeout_s is not None and latency > timeout_s:
-                    answer = (clock.now + timeout_s, next(seq), number, "timeout", sent_at, clock.now, tries)
-                else:
-                    answer = (clock.now + latency, next(seq), number, "ok", sent_at, clock.now, tries)
-                heapq.heappush(events, answer)
+                ident = next(seq)
+                requests[ident] = (number, sent_at, clock.now, tries)
+                heapq.heappush(serving, (work + 0.95 + 0.1 * randomness.random(), ident))
+                if timeout_s is not None:
+                    heapq.heappush(deadlines, (clock.now + timeout_s, ident))
 
-    while any(batch.done < batch.run.rows for batch in batches):
-        send_what_fits()
-        wakes = [b.retries[0][0] for b in batches if b.retries]
-        wakes += [b.run.started for b in batches if b.run.started > clock.now]
-        wakes += [b.limiter.paused_until for b in batches if b.limiter.paused_until > clock.now]
-        if not events or (wakes and min(wakes) < events[0][0]):
-            clock.now = min(wakes)
-            continue
-        at, _, number, kind, sent_at, sent, tries = heapq.heappop(events)
-        clock.now = at
-        in_flight -= 1
+    def finish(number: int, kind: str, sent_at: int, sent: float, tries: int) -> None:
         batch = batches[number]
         batch.limiter.release()
+        at = clock.now
         if kind == "ok":
             batch.done += 1
             batch.run.latencies.append(at - sent)
             batch.limiter.on_success(at - sent, sent_at)
-            if batch.done == batch.run.rows:
-                batch.run.ended = at
         else:
             if kind == "throttle":
                 batch.run.throttled += 1
@@ -155,9 +147,48 @@ def simulate(
             else:
                 batch.done += 1
                 batch.run.failed += 1
-                if batch.done == batch.run.rows:
-                    batch.run.ended = at
+        if batch.done == batch.run.rows:
+            batch.run.ended = at
         batch.run.limits.append((at, batch.limiter.limit))
+
+    while any(batch.done < batch.run.rows for batch in batches):
+        send_what_fits()
+        while serving and serving[0][1] not in requests:
+            heapq.heappop(serving)
+        while deadlines and deadlines[0][1] not in requests:
+            heapq.heappop(deadlines)
+        seconds_per_work = latency_at(in_service()) if requests else 0.0
+        if slowdown is not None and clock.now >= slowdown[0]:
+            seconds_per_work *= slowdown[1]
+        candidates = []
+        if serving:
+            candidates.append((clock.now + (serving[0][0] - work) * seconds_per_work, "ok"))
+        if deadlines:
+            candidates.append((deadlines[0][0], "timeout"))
+        if refusals:
+            candidates.append((refusals[0][0], "throttle"))
+        wakes = [b.retries[0][0] for b in batches if b.retries]
+        wakes += [b.run.started for b in batches if b.run.started > clock.now]
+        wakes += [b.limiter.paused_until for b in batches if b.limiter.paused_until > clock.now]
+        if slowdown is not None and clock.now < slowdown[0]:
+            wakes.append(slowdown[0])
+        if wakes:
+            candidates.append((min(wakes), "wake"))
+        at, kind = min(candidates)
+        if requests and seconds_per_work > 0:
+            work += (at - clock.now) / seconds_per_work
+        clock.now = max(clock.now, at)
+        if kind == "ok":
+            ident = heapq.heappop(serving)[1]
+            number, sent_at, sent, tries = requests.pop(ident)
+            finish(number, "ok", sent_at, sent, tries)
+        elif kind == "timeout":
+            ident = heapq.heappop(deadlines)[1]
+            number, sent_at, sent, tries = requests.pop(ident)
+            finish(number, "timeout", sent_at, sent, tries)
+        elif kind == "throttle":
+            _, _, number, sent_at, sent, tries = heapq.heappop(refusals)
+            finish(number, "throttle", sent_at, sent, tries)
     runs = [batch.run for batch in batches]
     return runs if isinstance(rows, list) else runs[0]
 

@@ -60,8 +60,9 @@ def test_an_unused_limit_does_not_grow():
 
 def test_throttle_sets_limit_to_what_was_in_flight_before_it():
     limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=35)
     limiter.on_throttle(sent_at=34)
-    limiter.on_throttle(sent_at=33)  # a second one confirms: the endpoint holds 32
+    limiter.on_throttle(sent_at=33)  # a third, with nothing answered from there: the endpoint holds 32
     assert limiter.limit == 32
     assert limiter.ceiling == 32
 
@@ -97,6 +98,7 @@ def test_one_throttle_above_every_level_that_worked_holds_growth_until_an_answer
 
 def test_a_throttle_above_every_level_that_worked_is_a_capacity_signal_at_most_halving():
     limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=4)
     limiter.on_throttle(sent_at=3)
     limiter.on_throttle(sent_at=2)
     assert limiter.limit == 20
@@ -104,6 +106,7 @@ def test_a_throttle_above_every_level_that_worked_is_a_capacity_signal_at_most_h
 
 def test_a_throttle_near_the_limit_sets_the_ceiling_to_what_was_in_flight():
     limiter = AdaptiveLimiter(initial=40)
+    limiter.on_throttle(sent_at=33)
     limiter.on_throttle(sent_at=32)
     limiter.on_throttle(sent_at=31)
     assert limiter.limit == 30
@@ -113,6 +116,7 @@ def test_a_throttle_near_the_limit_sets_the_ceiling_to_what_was_in_flight():
 def test_probing_above_the_ceiling_is_slow():
     clock = Clock()
     limiter = AdaptiveLimiter(initial=12, clock=clock)
+    limiter.on_throttle(sent_at=13)
     limiter.on_throttle(sent_at=12)
     limiter.on_throttle(sent_at=11)
     assert limiter.limit == 10
@@ -371,3 +375,15 @@ def test_a_cut_that_does_not_thin_the_throttles_out_is_undone():
         if n == 520:
             assert learning.learned  # the burst looked like a rate limit
     assert learning.rate is None and not learning.learned  # at the lower rate as many came: it was noise
+
+
+def test_a_few_429s_among_many_requests_sent_above_every_level_that_worked_reveal_no_capacity():
+    limiter = AdaptiveLimiter(initial=40)
+    limiter.on_success(0.1, sent_at=30)
+    limiter.on_throttle(sent_at=36)  # a suspicion: growth holds
+    for _ in range(40):
+        saturate(limiter)  # forty requests go out at 36..40 meanwhile
+        limiter.release()
+    for level in (38, 39, 40):
+        limiter.on_throttle(sent_at=level)  # three of them refused: a capacity would have refused nearly all
+    assert limiter.ceiling is None and limiter.limit == 40
