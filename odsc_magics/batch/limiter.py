@@ -27,6 +27,7 @@ import bisect
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ RATE, BANDWIDTH, CONCURRENCY = "rate", "bandwidth", "concurrency"
 KNEE_GAIN = 1.07
 # Slots added per answer while growing: the limit triples every round trip (TCP doubles; a 429 here is cheap).
 SLOW_START_STEP = 2
+# Below this gain per doubling the knee is near: growth slows to a quarter per round trip.
+CAREFUL_GAIN = 1.4
 # Settles at the lowest concurrency giving this share of the best throughput seen: fewer in flight, same rows/s.
 SETTLE_SHARE = 0.93
 _SAMPLES = 8  # answers a half-octave needs before its throughput is compared
@@ -64,12 +67,11 @@ _CUT_EVERY_S = 0.25
 _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: past any answer's life
 # Rate and bandwidth throttles teach the bucket only while they are this share of recent answers.
 SUSTAINED_RATE_SHARE = 0.15
-_RATE_SHARE_WEIGHT = 0.01  # that share's moving average spans about the last 100 answers
-_TRIAL_ANSWERS = 150  # answers after a cut before judging whether it thinned the throttles out
+_MIN_ANSWERS = 20  # answers a share is judged on
 _TRIAL_S = 1.0  # and at least this long, so that the lower rate has taken hold
-_TRIAL_SETTLE_S = 0.5  # answers in this time after a cut answer requests sent before it: not counted
+_SETTLE_S = 0.1  # after a cut, answers this soon still answer requests started before it
 _MAX_FLOOR = 0.1  # more throttles than this are never taken for noise
-_TRIAL_KEEPS_BELOW = 0.025  # a cut is kept when fewer answers than this were throttled after it
+_REGROWTH = 0.03  # a learned rate grows back by this share per second's worth of successes
 _REGROW_BELOW_SHARE = 0.02  # a learned rate regrows only while fewer answers than this (beyond noise) are throttles
 
 
@@ -136,6 +138,7 @@ class AdaptiveLimiter:
         self._probe: tuple[float, float, bool] | None = None  # (level probed from, its throughput, upwards)
         self._probe_up = False  # the direction of the last probe: they alternate
         self._rate_hold_until = float("-inf")
+        self._careful = 0  # answers since the last slot added while nearing the knee
         self._suspicions = 0  # throttles at or above it since
         self._sent_above = 0  # requests sent at or above it since
         self._suspect: int | None = None  # a level throttled once above all that worked: growth waits
@@ -281,8 +284,26 @@ class AdaptiveLimiter:
         if self.ceiling is not None and self._limit >= self.ceiling:
             self._probe_ceiling()
             return
-        self._limit = min(float(self.maximum), self._limit + SLOW_START_STEP)
+        if self._nearing_knee():
+            # Doubling pays less and less: grow by a quarter per round trip, so that each level near the knee
+            # gets answers of its own to measure, rather than leaping past it.
+            self._careful += 1
+            if self._careful < 4:
+                return
+            self._careful = 0
+            self._limit = min(float(self.maximum), self._limit + 1)
+        else:
+            self._limit = min(float(self.maximum), self._limit + SLOW_START_STEP)
         self._cond.notify_all()
+
+    def _nearing_knee(self) -> bool:
+        """Whether the two highest levels measured show less than CAREFUL_GAIN per doubling."""
+        known = sorted(key for key, level in self._levels.items() if level.count >= _SAMPLES)
+        if len(known) < 2:
+            return False
+        high, low = known[-1], known[-2]
+        gain = (self._levels[high].rows_s / max(self._levels[low].rows_s, 1e-9)) ** (2 / (high - low))
+        return gain < CAREFUL_GAIN
 
     def _rate_bound(self) -> float:
         """Twice what a learned request rate lets be in flight (rate × latency), or no bound."""
@@ -486,12 +507,13 @@ class _Times:
 class RateLimiter:
     """At most ``rate`` request starts per second (a token bucket holding one second's worth).
 
-    ``rate`` is the caller's cap (None: none). Throttles for a request-rate or bandwidth limit, while they are a
-    sustained share of recent answers (``SUSTAINED_RATE_SHARE``: a stray one teaches nothing), make the bucket
-    learn the endpoint's own rate: it drops to 0.9 of the rate requests were getting through at (at most every
-    quarter second, however many throttles one burst brings), then grows back by about 1% a second while
-    requests succeed. Requests of one batch have about the same size, so a bytes-per-second limit is a
-    requests-per-second limit for them.
+    ``rate`` is the caller's cap (None: none). Rate and bandwidth 429s teach the bucket the endpoint's own rate
+    once they are ``SUSTAINED_RATE_SHARE`` of the answers since the last change took hold (beyond the share that
+    comes whatever the rate, ``floor``): it drops to 0.9 of the rate requests were getting through at (at most
+    every quarter second). The cuts are on trial: if the throttles do not thin out at the lower rate, they were
+    not the rate's doing (random 429s), the cuts are undone and their share becomes the floor. A learned rate
+    regrows by 3% a second while throttles stay away. Requests of one batch have about the same size, so a
+    bytes-per-second limit is a requests-per-second limit for them.
     """
 
     def __init__(
@@ -511,12 +533,18 @@ class RateLimiter:
         self._last = clock()
         self._starts: list[float] = []  # start times of the last second or so
         self._successes_at: list[float] = []  # times of the last second's successes
+        self._answers: deque[tuple[float, bool]] = deque()  # (time, throttled) of the last seconds' answers
         self._last_cut = float("-inf")
         self._successes = 0
-        self._share = 0.0  # moving average of the rate/bandwidth throttles among answers
         self._floor = 0.0  # the share of throttles that comes whatever the rate (noise), learned from cuts undone
-        self._trial: tuple[float | None, bool] | None = None  # (rate, learned) before the cuts being judged
-        self._trial_counts = [0, 0]  # throttles and answers since the last cut
+        self._trial: tuple[float | None, bool, float] | None = None  # (rate, learned, share) before the cuts
+
+    @property
+    def share(self) -> float:
+        """The share of recent answers that were rate or bandwidth throttles (the last second)."""
+        with self._lock:
+            throttles, answers = self._window(self._clock() - 1.0)
+            return throttles / answers if answers else 0.0
 
     def wait(self) -> None:
         """Block until one more request may start."""
@@ -542,27 +570,40 @@ class RateLimiter:
         with self._lock:
             return _per_second(self._starts, self._clock())
 
+    def _answer(self, now: float, throttled: bool) -> None:
+        self._answers.append((now, throttled))
+        while self._answers and now - self._answers[0][0] > 2.0:
+            self._answers.popleft()
+
+    def _window(self, since: float) -> tuple[int, int]:
+        """(throttles, answers) among the answers after ``since``."""
+        throttles = answers = 0
+        for at, throttled in reversed(self._answers):
+            if at <= since:
+                break
+            answers += 1
+            throttles += throttled
+        return throttles, answers
+
     def on_throttle(self) -> None:
         """A request-rate or bandwidth throttle: once sustained, start at most 0.9 of the rate getting through."""
         with self._lock:
-            self._share = self._share * (1 - _RATE_SHARE_WEIGHT) + _RATE_SHARE_WEIGHT
             now = self._clock()
-            self._count_for_trial(now, throttled=True)
-            if self._share < self._floor + SUSTAINED_RATE_SHARE:
-                return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
+            self._answer(now, True)
             if now - self._last_cut < _CUT_EVERY_S:
                 return
-            self._last_cut = now
+            # The answers since the last cut took hold (a 429 comes back at once), in the last half second
+            throttles, answers = self._window(max(now - 0.5, self._last_cut + _SETTLE_S))
+            if answers < _MIN_ANSWERS or throttles / answers < self._floor + SUSTAINED_RATE_SHARE:
+                return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
             # What got through: the rate of successes lately, else of starts (throttled ones included).
-            # What got through over the last half second (a limit's burst allowance inflates it at first).
             seen = _per_second(self._successes_at, now, 0.5) or _per_second(self._starts, now, 0.5)
             current = min(r for r in (self.rate, seen) if r) if (self.rate or seen) else None
             if current is None:
                 return
-            # Cuts are on trial: if the throttles do not thin out at the lower rate, they were not the rate's
-            # doing (random 429s), and the cuts since the trial began are undone.
-            self._trial = (self.rate, self.learned) if self._trial is None else self._trial
-            self._trial_counts = [0, 0]  # throttles, answers since this cut
+            if self._trial is None:
+                self._trial = (self.rate, self.learned, throttles / answers)
+            self._last_cut = now
             self.rate = max(1.0, 0.9 * current)
             if self.cap:
                 self.rate = min(self.rate, self.cap)
@@ -570,37 +611,34 @@ class RateLimiter:
             self._tokens = min(self._tokens, 1.0)
             self._successes = 0
 
-    def _count_for_trial(self, now: float, *, throttled: bool) -> None:
-        """Count the answers judging the last cut, from half a second after it: those sent before it do not tell."""
-        if now - self._last_cut < _TRIAL_SETTLE_S:
-            return
-        self._trial_counts[0] += int(throttled)
-        self._trial_counts[1] += 1
-
     def on_success(self) -> None:
-        """A request succeeded: a learned rate grows back by 1% per second's worth of successes."""
+        """A request succeeded: judge the cuts on trial, and let a learned rate regrow while throttles stay away."""
         with self._lock:
-            self._share *= 1 - _RATE_SHARE_WEIGHT
             now = self._clock()
-            self._count_for_trial(now, throttled=False)
+            self._answer(now, False)
             self._successes_at.append(now)
             if len(self._successes_at) > 512 or now - self._successes_at[0] > 1.0:
                 del self._successes_at[: max(1, len(self._successes_at) // 4)]
-            throttles, answers = self._trial_counts
-            if self._trial is not None and answers >= _TRIAL_ANSWERS and now - self._last_cut >= _TRIAL_S:
-                rate_before, learned_before = self._trial
-                self._trial = None
-                if throttles / answers >= _TRIAL_KEEPS_BELOW:  # still throttled at the lower rate: not a limit
-                    self._floor = min(_MAX_FLOOR, max(self._floor, throttles / answers))
-                    self._share = min(self._share, throttles / answers)
-                    self.rate, self.learned = rate_before, learned_before
-                    return
-            if not self.learned or not self.rate or self._share > self._floor + _REGROW_BELOW_SHARE:
+            if self._trial is not None and now - self._last_cut >= _TRIAL_S:
+                throttles, answers = self._window(self._last_cut + _SETTLE_S)
+                if answers >= _MIN_ANSWERS:
+                    rate_before, learned_before, share_before = self._trial
+                    self._trial = None
+                    after = throttles / answers
+                    # Those left at the lower rate are noise either way; as many as before: no rate limit at all
+                    self._floor = min(_MAX_FLOOR, max(self._floor, after))
+                    if after >= 0.5 * share_before:
+                        self.rate, self.learned = rate_before, learned_before
+                        return
+            if not self.learned or not self.rate:
+                return
+            throttles, answers = self._window(now - 1.0)
+            if answers and throttles / answers > self._floor + _REGROW_BELOW_SHARE:
                 return  # no regrowth while throttles come back: that is the rate's edge
             self._successes += 1
             if self._successes >= self.rate:
                 self._successes = 0
-                self.rate = self.rate + max(1.0, 0.01 * self.rate)
+                self.rate = self.rate + max(1.0, _REGROWTH * self.rate)
                 if self.cap:
                     self.rate = min(self.rate, self.cap)
 

@@ -332,13 +332,14 @@ def test_rate_limiter_learns_the_endpoint_rate_from_sustained_rate_throttles():
         else:
             learning.on_throttle()
     assert learning.learned
-    assert 45 <= learning.rate <= 63  # it regrows to the edge, where throttles come back, and stays there
+    # It regrows to the edge, where throttles come back, and is cut again once they are 15% of the answers
+    assert 45 <= learning.rate <= 1.2 * 60
     learned = learning.rate
     learning.on_throttle()  # the same burst: no second cut
     assert learning.rate == learned
     for _ in range(int(learned + 5) * 30):  # thirty seconds' worth of successes: throttles long gone
         learning.on_success()
-    assert learning.rate > learned + 10
+    assert learning.rate > 1.5 * learned  # 3% a second's worth of successes, compounded
 
 
 def test_a_stray_rate_throttle_teaches_the_bucket_nothing():
@@ -363,10 +364,12 @@ def test_a_learned_rate_never_exceeds_the_callers_cap():
     assert capped.rate == 50
 
 
-def test_a_cut_that_does_not_thin_the_throttles_out_is_undone():
+def test_random_throttles_do_not_slow_the_requests_for_long():
     learning, clock = bucket(None)
-    for n in range(3000):  # 100 requests a second, 6% throttled whatever the rate, after a burst of them
+    starts = []
+    for n in range(4000):  # 100 requests a second wanted, 6% throttled whatever the rate, after a burst of them
         learning.wait()
+        starts.append(clock.now)
         clock.now += 0.01
         if n % 17 == 0 or 500 <= n < 520:
             learning.on_throttle()
@@ -374,7 +377,8 @@ def test_a_cut_that_does_not_thin_the_throttles_out_is_undone():
             learning.on_success()
         if n == 520:
             assert learning.learned  # the burst looked like a rate limit
-    assert learning.rate is None and not learning.learned  # at the lower rate as many came: it was noise
+    last = [at for at in starts if at > starts[-1] - 5.0]
+    assert len(last) / 5.0 >= 95  # the throttles that stayed at the lower rate were noise: back to full speed
 
 
 def test_a_few_429s_among_many_requests_sent_above_every_level_that_worked_reveal_no_capacity():
