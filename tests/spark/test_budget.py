@@ -1,0 +1,45 @@
+"""The endpoint's budget split over the tasks that run at once, and the speculation check."""
+
+from __future__ import annotations
+
+import pytest
+
+from odsc_magics.predict_limits import TENANCY_RPS
+from odsc_magics.spark.budget import DEFAULT_RPS_SHARE, split, task_slots
+from odsc_magics.spark.job import SpeculationWarning, warn_if_speculative
+
+
+class Conf(dict):
+    def get(self, name, default=None):  # SparkConf.get
+        return super().get(name, default)
+
+
+class Session:
+    """What task_slots and warn_if_speculative read of a SparkSession."""
+
+    def __init__(self, conf: dict, parallelism: int) -> None:
+        self.sparkContext = type("SC", (), {"getConf": lambda _: Conf(conf), "defaultParallelism": parallelism})()
+
+
+def test_the_budget_is_divided_by_the_tasks_that_run_at_once():
+    share = split(4, concurrency="auto", max_concurrency=64, max_rps=100.0)
+    assert (share.concurrency, share.max_concurrency, share.max_rps) == ("auto", 16, 25.0)
+    fixed = split(4, concurrency=10, max_concurrency=None, max_rps=None)
+    assert (fixed.concurrency, fixed.max_concurrency) == (2, 2)
+    assert fixed.max_rps == pytest.approx(DEFAULT_RPS_SHARE * TENANCY_RPS / 4)
+    assert split(64, concurrency="auto", max_concurrency=16, max_rps=8.0).max_concurrency == 1  # never 0
+
+
+def test_slots_come_from_the_cluster_and_the_number_of_partitions(spark):
+    assert task_slots(spark) == 4  # local[4,3]
+    assert task_slots(spark, partitions=2) == 2
+    assert task_slots(Session({"spark.task.cpus": "2"}, 8)) == 4
+    dynamic = {"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.maxExecutors": "10",
+               "spark.executor.cores": "4"}  # fmt: skip
+    assert task_slots(Session(dynamic, 4)) == 40  # what the job can grow to, not what it has now
+
+
+def test_speculation_is_checked_and_warned_about(spark):
+    assert warn_if_speculative(spark) is False
+    with pytest.warns(SpeculationWarning, match="spark.speculation=false"):
+        assert warn_if_speculative(Session({"spark.speculation": "true"}, 4)) is True
