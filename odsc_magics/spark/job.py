@@ -79,7 +79,7 @@ def predict_spark(
     run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     ledger = Ledger(checkpoint, run)
     previous = ledger.storage.list_all()
-    partitions = None if previous else sdf.rdd.getNumPartitions()
+    partitions = sdf.rdd.getNumPartitions()
     budget = split(task_slots(spark, partitions), concurrency=concurrency, max_concurrency=max_concurrency,
                    max_rps=max_rps)  # fmt: skip
     schema = _output_schema(sdf.schema, output_column)
@@ -87,7 +87,7 @@ def predict_spark(
                         output_column=output_column, max_retries=int(max_retries), on_error=on_error,
                         keyed=bool(previous))  # fmt: skip
     if previous:
-        planned, to_send = _resume(spark, sdf, prompts, checkpoint, answer, schema, output_column)
+        planned, to_send = _resume(spark, sdf, prompts, checkpoint, answer, schema, output_column, partitions)
     else:
         planned, to_send = sdf.mapInPandas(answer, schema), sdf
     total = to_send.count() if progress else None
@@ -149,11 +149,20 @@ def warn_if_speculative(spark: Any) -> bool:
 
 
 def _resume(
-    spark: Any, sdf: Any, prompts: Prompts, checkpoint: str, answer: AnswerRows, schema: Any, output_column: str
+    spark: Any,
+    sdf: Any,
+    prompts: Prompts,
+    checkpoint: str,
+    answer: AnswerRows,
+    schema: Any,
+    output_column: str,
+    partitions: int,
 ) -> tuple[Any, Any]:
     """The plan of a re-run: rows whose key has an ``ok`` record come from the checkpoint, the rest is sent.
 
-    The checkpoint's files are listed now, once: the files this run adds are never read by its own plan.
+    The checkpoint's files are listed now, once: the files this run adds are never read by its own plan. The
+    rows to send are spread over as many partitions as the input has (adaptive execution would otherwise
+    coalesce a small remainder into one task, which holds only one task's share of the budget).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -168,7 +177,7 @@ def _resume(
         .filter(F.col("status") == STATUS_OK)
         .dropDuplicates([KEY_COLUMN])
     )
-    to_send = keyed.join(done.select(KEY_COLUMN), KEY_COLUMN, "left_anti")
+    to_send = keyed.join(done.select(KEY_COLUMN), KEY_COLUMN, "left_anti").repartition(partitions)
     answered = to_send.mapInPandas(answer, schema)
     results = done.select(
         KEY_COLUMN,

@@ -20,6 +20,18 @@ KEY_COLUMN = "row_key"
 # Added after the input's columns, in this order (the output column's name is the caller's, first).
 RESULT_COLUMNS = ("finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts", "status", "error")
 _YIELD_ROWS = 10_000  # rows per pandas frame handed back to Spark
+# Finished rows a task buffers before it writes a checkpoint file (or FLUSH_SECONDS pass): at least this many,
+# so that a task at low concurrency does not write one file per row.
+MIN_FLUSH_ROWS = 16
+
+
+def flush_rows(budget: TaskBudget) -> int:
+    """The rows per checkpoint file of a task under ``budget``: its concurrency ceiling, at least MIN_FLUSH_ROWS.
+
+    A killed task attempt loses at most its requests in flight (up to that ceiling) and this many finished rows
+    not yet in a file: its retry re-sends at most the sum.
+    """
+    return max(MIN_FLUSH_ROWS, budget.max_concurrency)
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,6 @@ class AnswerRows:
     max_retries: int
     on_error: str
     keyed: bool = False  # the input carries row_key already (a re-run: it went through KeyRows)
-    flush_rows: int | None = None
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
@@ -176,7 +187,7 @@ class AnswerRows:
                 retryable[job.position] = classify_failure(exc).retried
                 raise
 
-        writer = ledger.writer(partition, attempt, flush_rows=self.flush_rows or self.budget.max_concurrency)
+        writer = ledger.writer(partition, attempt, flush_rows=flush_rows(self.budget))
 
         def deliver(job: Job, outcome: Outcome) -> None:
             status = STATUS_OK
