@@ -43,3 +43,24 @@ def test_speculation_is_checked_and_warned_about(spark):
     assert warn_if_speculative(spark) is False
     with pytest.warns(SpeculationWarning, match="spark.speculation=false"):
         assert warn_if_speculative(Session({"spark.speculation": "true"}, 4)) is True
+
+
+def test_tasks_running_at_once_stay_within_the_endpoints_budget_together(spark, backend_factory, tmp_path):
+    """Four tasks under max_concurrency=8 and max_rps=30 against an endpoint that holds exactly 8 at once and
+    a tenancy of 40 requests/s: no request is throttled (each task alone could open 8 and send 30/s)."""
+    from conftest import SPARK_FLAGS
+
+    from odsc_magics.client import connect
+    from odsc_magics.config import LLMSettings
+    from odsc_magics.spark import predict_spark
+
+    walled = backend_factory(*SPARK_FLAGS, "--ttft-ms", "40", "--capacity", "8", "--tenancy-rps", "40")
+    deployment = walled.create_deployment("spark-budget")
+    endpoint = connect(deployment["url"], settings=LLMSettings(backend="local", local_dir=str(walled.state_dir)))
+    frame = spark.createDataFrame([(n, f"Review {n}") for n in range(120)], "id INT, text STRING").repartition(4)
+    out = predict_spark(frame, "Q: {{ text }}", deployment=endpoint, output=str(tmp_path / "o"), max_tokens=4,
+                        max_concurrency=8, max_rps=30, progress=False)  # fmt: skip
+    assert {row["status"] for row in out.collect()} == {"ok"}
+    stats = walled.deployment_stats(deployment["id"])
+    assert stats["predict_requests"] == 120, stats
+    assert "429" not in stats["by_status"] and not stats["throttles"], stats
