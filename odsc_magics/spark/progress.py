@@ -13,7 +13,11 @@ _INTERVAL = 1.0  # seconds between polls: a listing of the run's checkpoint file
 
 
 class SparkProgress:
-    """Polls in a driver thread while the job runs; ``close`` stops it and draws the last state."""
+    """Polls in a driver thread while the job runs; ``close`` stops it and draws the last state.
+
+    Shows rows done (the bar; tqdm adds rows/s), failed rows, and the answering stage's tasks: finished of all,
+    running, and failed attempts (each retried).
+    """
 
     def __init__(self, spark: Any, ledger: Ledger, *, total: int | None, group: str, enabled: bool = True) -> None:
         self.spark = spark
@@ -51,13 +55,11 @@ class SparkProgress:
         if self._bar is not None:
             shown = self.done + self.failed
             self._bar.update(shown - self._bar.n)
-            elapsed = max(time.monotonic() - self._started, 1e-9)
             finished, running, total = self.tasks
             self._bar.set_postfix(
                 failed=self.failed,
                 tasks=f"{finished}/{total} ({running} running)",
                 task_failures=self.task_failures,
-                rows_s=f"{shown / elapsed:.1f}",
                 refresh=False,
             )
             self._bar.refresh()
@@ -75,18 +77,19 @@ class SparkProgress:
         self._seen.update(new)
 
     def _count_tasks(self) -> None:
+        """The tasks of each job's last stage: the one that answers rows and writes them (stages before it only
+        read and shuffle the input, and may be skipped when an earlier job computed them)."""
         tracker = self.spark.sparkContext.statusTracker()
         finished = running = total = failures = 0
         for job in tracker.getJobIdsForGroup(self.group):
             info = tracker.getJobInfo(job)
-            for stage in info.stageIds if info is not None else ():
-                stage_info = tracker.getStageInfo(stage)
-                if stage_info is None:
-                    continue
-                finished += stage_info.numCompletedTasks
-                running += stage_info.numActiveTasks
-                total += stage_info.numTasks
-                failures += stage_info.numFailedTasks
+            stage_info = tracker.getStageInfo(max(info.stageIds)) if info is not None and info.stageIds else None
+            if stage_info is None:
+                continue
+            finished += stage_info.numCompletedTasks
+            running += stage_info.numActiveTasks
+            total += stage_info.numTasks
+            failures += stage_info.numFailedTasks
         self.tasks = (finished, running, total)
         self.task_failures = failures
 
