@@ -7,6 +7,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from odsc_magics import errors
@@ -50,7 +51,9 @@ def predict_spark(
 
     Each partition runs through ``mapInPandas`` with predict_frame's template sandbox (``{{ column }}``), client,
     retry policy and adaptive controller. The budget (``max_concurrency``, default 256; ``max_rps``, default 0.8 of
-    the tenancy's 150/s) is split evenly over the tasks that run at once.
+    the tenancy's 150/s) is split evenly over the tasks that run at once. Without ``max_concurrency``, a first run
+    with ``concurrency="auto"`` first answers up to 512 rows on the driver to find what the endpoint holds
+    (odsc_magics.spark.calibration), and that is the budget the tasks share.
 
     Exactly once per row: ``row_key`` hashes the ``key`` columns (or the rendered prompt), the parameters and
     the deployment. Each task appends the rows it finishes to ``checkpoint`` (default: ``output`` +
@@ -78,14 +81,20 @@ def predict_spark(
     spec = spec_of(endpoint, resource_principal=runs_with_resource_principal(spark))
     run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     ledger = Ledger(checkpoint, run)
-    previous = ledger.storage.list_all()
     partitions = sdf.rdd.getNumPartitions()
-    budget = split(task_slots(spark, partitions), concurrency=concurrency, max_concurrency=max_concurrency,
-                   max_rps=max_rps)  # fmt: skip
+    slots = task_slots(spark, partitions)
+    budget = split(slots, concurrency=concurrency, max_concurrency=max_concurrency, max_rps=max_rps)
     schema = _output_schema(sdf.schema, output_column)
     answer = AnswerRows(prompts=prompts, spec=spec, budget=budget, checkpoint=checkpoint, run=run,
-                        output_column=output_column, max_retries=int(max_retries), on_error=on_error,
-                        keyed=bool(previous))  # fmt: skip
+                        output_column=output_column, max_retries=int(max_retries), on_error=on_error)  # fmt: skip
+    previous = ledger.storage.list_all()
+    if concurrency == "auto" and max_concurrency is None and not previous:
+        from odsc_magics.spark.calibration import find_capacity
+
+        found = find_capacity(sdf, answer, max_rps=max_rps)
+        if found is not None:
+            budget = split(slots, concurrency=concurrency, max_concurrency=found, max_rps=max_rps)
+    answer = replace(answer, budget=budget, keyed=bool(previous))
     if previous:
         planned, to_send = _resume(spark, sdf, prompts, checkpoint, answer, schema, output_column, partitions)
     else:

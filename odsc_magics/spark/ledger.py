@@ -66,9 +66,11 @@ class Ledger:
     def run_dir(self) -> str:
         return self.storage.join(self.run)
 
-    def earlier(self, partition: int) -> dict[str, dict[str, Any]]:
-        """Rows that earlier attempts of this task finished in this run, by key (an ``ok`` record wins)."""
-        return latest(read_records(self.storage, self.storage.list(self.partition_dir(partition))))
+    def earlier(self, partition: int, *also: int) -> dict[str, dict[str, Any]]:
+        """Rows that earlier attempts of this task (and of the ``also`` partitions) finished in this run, by key
+        (an ``ok`` record wins)."""
+        paths = [path for number in (partition, *also) for path in self.storage.list(self.partition_dir(number))]
+        return latest(read_records(self.storage, paths))
 
     def writer(self, partition: int, task_attempt: int, *, flush_rows: int) -> LedgerWriter:
         prefix = f"{task_attempt:010d}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 KEY_COLUMN = "row_key"
+DRIVER_PARTITION = 99_999  # the checkpoint folder of the rows the driver answers itself (task partitions are below)
 # Added after the input's columns, in this order (the output column's name is the caller's, first).
 RESULT_COLUMNS = ("finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "attempts", "status", "error")
 _YIELD_ROWS = 10_000  # rows per pandas frame handed back to Spark
@@ -136,6 +137,7 @@ class AnswerRows:
     max_retries: int
     on_error: str
     keyed: bool = False  # the input carries row_key already (a re-run: it went through KeyRows)
+    record_failures: bool = True  # False on the driver's probe: a row it failed is a task's to send and record
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
@@ -157,6 +159,13 @@ class AnswerRows:
 
     def answer(self, df: pd.DataFrame, partition: int, attempt: int) -> list[dict[str, Any]]:
         """One record per row of ``df`` (row_key, status and the outcome fields), in order."""
+        return self.send_rows(df, partition, attempt)[0]
+
+    def send_rows(
+        self, df: pd.DataFrame, partition: int, attempt: int, *, until: Callable[[Any, Any], bool] | None = None
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """The records and the runner that sent them; ``until(tally, limiter)`` true stops sending (rows not
+        sent then are not recorded: a later task sends them)."""
         from odsc_magics.batch.frame import _sender
         from odsc_magics.batch.runner import BatchRunner, Job, Outcome, describe_error
         from odsc_magics.retry import classify_failure
@@ -165,7 +174,12 @@ class AnswerRows:
         if self.keyed:
             rows = [(key, request, error) for key, (_, request, error) in zip(df[KEY_COLUMN], rows, strict=True)]
         ledger = Ledger(self.checkpoint, self.run)
-        earlier = ledger.earlier(partition)  # what earlier attempts of this very task finished
+        # What earlier attempts of this very task finished, and the rows the driver answered while it measured
+        # the endpoint (odsc_magics.spark.calibration; at most a few hundred). Of the driver's, only answers
+        # count: a row it failed (or cut short when it stopped measuring) is this task's to send.
+        answered = {key: record for key, record in ledger.earlier(DRIVER_PARTITION).items()
+                    if record["status"] == STATUS_OK}  # fmt: skip
+        earlier = {**answered, **ledger.earlier(partition)}
         results: list[dict[str, Any] | None] = [None] * len(rows)
         jobs: list[Job] = []
         for position, (key, request, error) in enumerate(rows):
@@ -175,7 +189,7 @@ class AnswerRows:
             else:
                 jobs.append(Job(position, request, key=key, error=error))
         if not jobs:
-            return results  # type: ignore[return-value]
+            return results, None  # type: ignore[return-value]
         endpoint = self.spec.endpoint()
         send_one = _sender(endpoint, chat=self.prompts.chat, params=self.prompts.params)
         retryable: dict[int, bool] = {}
@@ -196,7 +210,8 @@ class AnswerRows:
                 status = STATUS_EXHAUSTED if exhausted else STATUS_ERROR
             record = {"row_key": job.key, "status": status, **outcome.as_dict()}
             results[job.position] = record
-            writer.add(record)
+            if status == STATUS_OK or self.record_failures:
+                writer.add(record)
 
         runner = BatchRunner(
             send,
@@ -207,6 +222,13 @@ class AnswerRows:
             stop_on_failure=self.on_error == "raise",
             max_concurrency=self.budget.max_concurrency,
         )
+        if until is not None:
+
+            def check(tally: Any, limiter: Any) -> None:
+                if until(tally, limiter):
+                    runner.stop.set()
+
+            runner.on_progress = check
         try:
             runner.run(jobs)
         finally:
@@ -222,7 +244,7 @@ class AnswerRows:
             if results[job.position] is None:
                 results[job.position] = {"row_key": job.key, "status": STATUS_ERROR, "attempts": job.attempts,
                                          "error": why}  # fmt: skip
-        return results  # type: ignore[return-value]
+        return results, runner  # type: ignore[return-value]
 
 
 def _output(df: pd.DataFrame, results: list[dict[str, Any]], start: int, output_column: str) -> pd.DataFrame:

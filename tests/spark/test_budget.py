@@ -64,3 +64,31 @@ def test_tasks_running_at_once_stay_within_the_endpoints_budget_together(spark, 
     stats = walled.deployment_stats(deployment["id"])
     assert stats["predict_requests"] == 120, stats
     assert "429" not in stats["by_status"] and not stats["throttles"], stats
+
+
+def test_without_max_concurrency_the_driver_finds_what_the_endpoint_holds_first(spark, backend_factory, tmp_path):
+    """Tasks that each probed for capacity alone would overshoot together (a 429 for most rows); the driver's
+    probe answers a few hundred rows itself, then the tasks share what it found. No row is sent twice."""
+    import os
+
+    from conftest import SPARK_FLAGS
+
+    from odsc_magics.client import connect
+    from odsc_magics.config import LLMSettings
+    from odsc_magics.spark import predict_spark
+    from odsc_magics.spark.partition import DRIVER_PARTITION
+
+    walled = backend_factory(*SPARK_FLAGS, "--ttft-ms", "40", "--capacity", "8")
+    deployment = walled.create_deployment("spark-probe")
+    endpoint = connect(deployment["url"], settings=LLMSettings(backend="local", local_dir=str(walled.state_dir)))
+    rows = 600
+    frame = spark.createDataFrame([(n, f"Review {n}") for n in range(rows)], "id INT, text STRING").repartition(4)
+    out = predict_spark(frame, "Q: {{ text }}", deployment=endpoint, output=str(tmp_path / "o"), max_tokens=4,
+                        max_rps=10_000, progress=False)  # fmt: skip
+    assert out.filter("status = 'ok'").count() == rows
+    stats = walled.deployment_stats(deployment["id"])
+    assert stats["succeeded"] == rows and stats["duplicate_successes"] == 0, stats
+    assert stats["by_status"].get("429", 0) <= rows // 10, stats
+    probed = [names for folder, _, names in os.walk(tmp_path / "o_checkpoint")
+              if os.path.basename(folder) == f"{DRIVER_PARTITION:05d}"]  # fmt: skip
+    assert probed and probed[0], "the driver answered no rows while it measured the endpoint"
