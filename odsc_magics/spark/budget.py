@@ -29,6 +29,16 @@ class TaskBudget:
     concurrency: int | str
     max_concurrency: int
     max_rps: float | None
+    remainder: int = 0  # max_concurrency's remainder over the slots: that many tasks hold one more
+
+    def for_partition(self, partition: int) -> TaskBudget:
+        """The share of the task of ``partition``: the remainder goes to partitions ``0 .. remainder-1`` of each
+        wave of ``slots`` tasks, so tasks running side by side hold the whole budget, not a rounded-down part."""
+        if not self.remainder or partition % self.slots >= self.remainder:
+            return self
+        more = self.max_concurrency + 1
+        concurrency = self.concurrency if self.concurrency == "auto" else more
+        return TaskBudget(self.slots, concurrency, more, self.max_rps)
 
 
 def task_slots(spark: Any, partitions: int | None = None) -> int:
@@ -66,4 +76,5 @@ def split(
         concurrency="auto" if concurrency == "auto" else share,
         max_concurrency=share,
         max_rps=rps / slots,
+        remainder=total % slots if total >= slots else 0,
     )

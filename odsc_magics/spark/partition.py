@@ -201,7 +201,8 @@ class AnswerRows:
                 retryable[job.position] = classify_failure(exc).retried
                 raise
 
-        writer = ledger.writer(partition, attempt, flush_rows=flush_rows(self.budget))
+        budget = self.budget.for_partition(partition)
+        writer = ledger.writer(partition, attempt, flush_rows=flush_rows(budget))
 
         def deliver(job: Job, outcome: Outcome) -> None:
             status = STATUS_OK
@@ -216,11 +217,11 @@ class AnswerRows:
         runner = BatchRunner(
             send,
             deliver,
-            concurrency=self.budget.concurrency,
+            concurrency=budget.concurrency,
             max_retries=self.max_retries,
-            max_rps=self.budget.max_rps,
+            max_rps=budget.max_rps,
             stop_on_failure=self.on_error == "raise",
-            max_concurrency=self.budget.max_concurrency,
+            max_concurrency=budget.max_concurrency,
         )
         if until is not None:
 

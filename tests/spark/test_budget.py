@@ -30,6 +30,15 @@ def test_the_budget_is_divided_by_the_tasks_that_run_at_once():
     assert split(64, concurrency="auto", max_concurrency=16, max_rps=8.0).max_concurrency == 1  # never 0
 
 
+def test_the_remainder_goes_to_some_tasks_so_that_tasks_side_by_side_hold_the_whole_budget():
+    budget = split(4, concurrency="auto", max_concurrency=30, max_rps=None)
+    shares = [budget.for_partition(partition).max_concurrency for partition in range(8)]
+    assert shares == [8, 8, 7, 7, 8, 8, 7, 7]
+    assert sum(shares[:4]) == sum(shares[2:6]) == 30
+    fixed = split(4, concurrency=10, max_concurrency=None, max_rps=None)
+    assert [fixed.for_partition(p).concurrency for p in range(4)] == [3, 3, 2, 2]
+
+
 def test_slots_come_from_the_cluster_and_the_number_of_partitions(spark):
     assert task_slots(spark) == 4  # local[4,3]
     assert task_slots(spark, partitions=2) == 2
