@@ -8,15 +8,16 @@ same rows go through:
 - predict_frame in this process;
 - Ray Data's HttpRequestProcessor (ray.data.llm), best of a small sweep of its concurrency, batch_size and qps,
   with retries on (max_retries=6);
-- LangChain's OpenAI client `.batch(max_concurrency=K)` inside a Spark pandas UDF (four partitions), best of a
-  sweep of K, with return_exceptions=True so that a failed row is counted instead of failing the job.
+- LangChain's ChatOpenAI `.batch(max_concurrency=K)` inside a Spark pandas UDF (four partitions), best of a
+  sweep of K, with return_exceptions=True so that a failed row is counted instead of failing the job (against a
+  chat deployment of the same capacity: one request per row, as predict_spark sends).
 
 The peers cannot sign OCI requests, so they talk to a signing proxy on 127.0.0.1 that adds the OCI signature (of
 the backend's profile) and forwards to the deployment's /predict; its cost per request is a millisecond or so.
 Each run prints rows/s, its ratio to the capacity, failed rows and requests sent per row (counted by the backend).
 
     python benchmarks/spark_throughput.py [--rows 8000] [--peer-rows 1500] [--capacity 32] [--seconds 0.3]
-        [--no-peers]
+        [--peers ray,langchain]
 
 Rates are rows answered per second of the whole call (planning, the driver's capacity probe, writing and reading
 the output included); the peers get fewer rows (--peer-rows) because they are several times slower.
@@ -25,8 +26,7 @@ It needs PySpark (and for the peers ray[data] and langchain-openai): run from an
 itself again in .venv-spark-bench (`make .venv-spark-bench/.installed-stamp` builds it).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Spark reads the pandas UDF's type hints at run time.
 import argparse
 import asyncio
 import importlib.util
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-rows", type=int, default=1500, help="rows for each peer run (they are slower)")
     parser.add_argument("--capacity", type=int, default=32, help="requests the deployment holds at once")
     parser.add_argument("--seconds", type=float, default=0.3, help="time per request")
-    parser.add_argument("--no-peers", action="store_true", help="skip Ray Data and LangChain")
+    parser.add_argument("--peers", default="ray,langchain", help="which peers to run (comma-separated; '' for none)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("pyspark") is None:
         if BENCH_ENV.exists() and Path(sys.prefix).resolve() != BENCH_ENV.parents[1].resolve():
@@ -87,8 +87,9 @@ def run(args, backend, deployment, home: Path) -> int:
     rows = [(n, f"The kettle number {n} works well") for n in range(args.rows)]
     results: list[tuple[str, float, int, float]] = []
 
-    def measure(name: str, call, count: int = args.rows) -> None:
-        before = backend.deployment_stats(deployment["id"])["predict_requests"]
+    def measure(name: str, call, count: int = args.rows, target: str | None = None) -> None:
+        target = target or deployment["id"]
+        before = backend.deployment_stats(target)["predict_requests"]
         started = time.monotonic()
         try:
             failed = call()
@@ -96,7 +97,7 @@ def run(args, backend, deployment, home: Path) -> int:
             print(f"  {name}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
             failed = count
         elapsed = time.monotonic() - started
-        sent = backend.deployment_stats(deployment["id"])["predict_requests"] - before
+        sent = backend.deployment_stats(target)["predict_requests"] - before
         rate = (count - failed) / elapsed
         results.append((name, rate, failed, sent / count))
         print(f"  {name}: {count} rows, {rate:.1f} rows/s ({rate / capacity:.2f} of capacity), {failed} failed "
@@ -108,7 +109,8 @@ def run(args, backend, deployment, home: Path) -> int:
     measure("predict_spark local[4]", lambda: _predict_spark(frame, endpoint, home))
     measure("predict_frame", lambda: _predict_frame(rows, endpoint))
     peers: list[tuple[str, float, int, float]] = []
-    if not args.no_peers:
+    wanted = {name.strip() for name in args.peers.split(",") if name.strip()}
+    if wanted:
         proxy = SigningProxy(deployment["url"], backend.signer())
         proxy.start()
         few = rows[: args.peer_rows]
@@ -116,13 +118,26 @@ def run(args, backend, deployment, home: Path) -> int:
         small.count()
         try:
             for concurrency, batch_size, qps in ((8, 16, None), (16, 16, None), (16, 64, None), (16, 16, 8)):
+                if "ray" not in wanted:
+                    break
                 name = f"ray.data.llm HttpRequestProcessor concurrency={concurrency} batch_size={batch_size} qps={qps}"
                 measure(name, lambda c=concurrency, b=batch_size, q=qps: _ray(few, proxy.url, c, b, q), len(few))
-            peers.append(max((r for r in results if r[0].startswith("ray")), key=lambda r: r[1]))
-            for k in (8, 16):
-                measure(f"LangChain .batch(max_concurrency={k}) in a pandas UDF x4 partitions",
-                        lambda k=k: _langchain(small, proxy.url, k), len(few))  # fmt: skip
-            peers.append(max((r for r in results if r[0].startswith("LangChain")), key=lambda r: r[1]))
+            if "langchain" in wanted:
+                # A chat deployment of the same capacity: ChatOpenAI.batch sends one request per row from a thread
+                # pool (a completion LLM's .batch would pack many prompts into one request).
+                chat = backend.create_deployment("bench-chat", chat=True, bandwidth_mbps=1000)
+                chat_proxy = SigningProxy(chat["url"], backend.signer())
+                chat_proxy.start()
+                try:
+                    for k in (8, 16):
+                        measure(f"LangChain ChatOpenAI.batch(max_concurrency={k}) in a pandas UDF x4 partitions",
+                                lambda k=k: _langchain(small, chat_proxy.url, k), len(few), chat["id"])  # fmt: skip
+                finally:
+                    chat_proxy.stop()
+            for prefix in ("ray", "LangChain"):
+                runs = [r for r in results if r[0].startswith(prefix)]
+                if runs:
+                    peers.append(max(runs, key=lambda r: r[1]))
         finally:
             proxy.stop()
             _stop_ray()
@@ -211,11 +226,12 @@ def _langchain(frame, url: str, max_concurrency: int) -> int:
 
     @pandas_udf("string")
     def answer(prompts: pd.Series) -> pd.Series:
-        from langchain_openai import OpenAI
+        from langchain_openai import ChatOpenAI
 
-        llm = OpenAI(base_url=f"{url}/v1", api_key="unused", model="odsc-llm", max_tokens=MAX_TOKENS, max_retries=6)
+        llm = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="odsc-llm", max_tokens=MAX_TOKENS,
+                         max_retries=6)  # fmt: skip
         answers = llm.batch(list(prompts), config={"max_concurrency": max_concurrency}, return_exceptions=True)
-        return pd.Series([None if isinstance(a, Exception) else a for a in answers])
+        return pd.Series([None if isinstance(a, Exception) else a.content for a in answers])
 
     prompt = concat(lit("Classify the sentiment of review "), col("n").cast("string"), lit(": "), col("text"))
     out = frame.select(answer(prompt).alias("completion"))
