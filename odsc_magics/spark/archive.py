@@ -25,9 +25,9 @@ from pathlib import Path
 DEFAULT_PYTHON = "3.11"
 # manylinux2014 = glibc 2.17: wheels built for it run on every Oracle Linux that Data Flow's nodes use.
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
-# What predict_spark needs beyond odsc-magics's own dependencies: Parquet checkpoint files written from the
-# Python workers, and the oci:// file system (ocifs) they are written to on Data Flow.
-SPARK_EXTRAS = ("pyarrow>=11", "fsspec>=2023.1", "ocifs>=1.3")
+# Beside odsc-magics's dependencies and its `spark` extra (less PySpark, which the run's Spark brings): the oci://
+# file system (ocifs) that the Python workers write checkpoint files to on Data Flow.
+OBJECT_STORE = ("ocifs>=1.3",)
 _SKIP = ("__pycache__", "labextension")
 
 
@@ -82,23 +82,26 @@ def site_packages(python: str) -> str:
 
 
 def requirements() -> list[str]:
-    """odsc-magics's runtime dependencies (no extras), and what predict_spark adds on Data Flow."""
+    """odsc-magics's runtime dependencies, its `spark` extra but PySpark, and the oci:// file system."""
     from importlib import metadata
 
     try:
         declared = metadata.requires("odsc-magics") or []
+        plain = [spec.split(";")[0].strip() for spec in declared if "extra ==" not in spec]
+        spark = [spec.split(";")[0].strip() for spec in declared if re.search(r"extra\s*==\s*['\"]spark['\"]", spec)]
     except metadata.PackageNotFoundError:
-        declared = _from_pyproject()
-    plain = [spec.split(";")[0].strip() for spec in declared if "extra ==" not in spec]
-    return [*plain, *SPARK_EXTRAS]
+        plain, spark = _from_pyproject()
+    spark = [spec for spec in spark if not re.match(r"pyspark\b", spec, re.IGNORECASE)]
+    return [*plain, *spark, *OBJECT_STORE]
 
 
-def _from_pyproject() -> list[str]:
+def _from_pyproject() -> tuple[list[str], list[str]]:
     import tomllib
 
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     with open(pyproject, "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    return list(project["dependencies"]), list(project["optional-dependencies"]["spark"])
 
 
 def build(out: Path, *, python: str = DEFAULT_PYTHON, extra: list[str] | tuple[str, ...] = ()) -> int:
