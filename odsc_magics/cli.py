@@ -8,7 +8,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: odsc-magics {local,lab} [options]   (odsc-magics local --help for the emulator's flags)"
+    usage = (
+        "usage: odsc-magics {local,lab,dataflow-archive} [options]   (odsc-magics local --help for the emulator's "
+        "flags)"
+    )
     if not args or args[0] in {"-h", "--help"}:
         print(usage)
         return 0 if args else 2
@@ -21,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from odsc_magics.lab import main as lab_main
 
         return lab_main(rest)
+    if command == "dataflow-archive":
+        from odsc_magics.spark.archive import main as archive_main
+
+        return archive_main(rest)
     print(f"odsc-magics: unknown command {command!r}\n{usage}", file=sys.stderr)
     return 2
 
