@@ -67,7 +67,10 @@ _CUT_EVERY_S = 0.25
 _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: past any answer's life
 # Rate and bandwidth throttles teach the bucket only while they are this share of recent answers.
 SUSTAINED_RATE_SHARE = 0.15
-_MIN_ANSWERS = 20  # answers a share is judged on
+_MIN_ANSWERS = 100  # answers a share is judged on
+_FEW_ANSWERS = 20  # answers enough to see an overrun
+OVERRUN_SHARE = 0.5  # that share of them throttled: far above a rate limit
+_ANSWERS_KEPT_S = 10.0  # how long answers are kept for those judgements
 _TRIAL_S = 1.0  # and at least this long, so that the lower rate has taken hold
 _SETTLE_S = 0.1  # after a cut, answers this soon still answer requests started before it
 _MAX_FLOOR = 0.1  # more throttles than this are never taken for noise
@@ -572,14 +575,14 @@ class RateLimiter:
 
     def _answer(self, now: float, throttled: bool) -> None:
         self._answers.append((now, throttled))
-        while self._answers and now - self._answers[0][0] > 2.0:
+        while self._answers and now - self._answers[0][0] > _ANSWERS_KEPT_S:
             self._answers.popleft()
 
-    def _window(self, since: float) -> tuple[int, int]:
-        """(throttles, answers) among the answers after ``since``."""
+    def _window(self, since: float, most: int | None = None) -> tuple[int, int]:
+        """(throttles, answers) among the answers after ``since`` (the ``most`` latest of them)."""
         throttles = answers = 0
         for at, throttled in reversed(self._answers):
-            if at <= since:
+            if at <= since or (most is not None and answers >= most):
                 break
             answers += 1
             throttles += throttled
@@ -592,10 +595,16 @@ class RateLimiter:
             self._answer(now, True)
             if now - self._last_cut < _CUT_EVERY_S:
                 return
-            # The answers since the last cut took hold (a 429 comes back at once), in the last half second
-            throttles, answers = self._window(max(now - 0.5, self._last_cut + _SETTLE_S))
-            if answers < _MIN_ANSWERS or throttles / answers < self._floor + SUSTAINED_RATE_SHARE:
+            # The latest answers since the last cut took hold (a 429 comes back at once): enough of them that
+            # random 429s rarely look like a sustained share
+            throttles, answers = self._window(self._last_cut + _SETTLE_S, _MIN_ANSWERS)
+            few, latest = self._window(self._last_cut + _SETTLE_S, _FEW_ANSWERS)
+            sustained = answers >= _MIN_ANSWERS and throttles / answers >= self._floor + SUSTAINED_RATE_SHARE
+            # Far above a limit most answers are throttles: a few tell (random 429s are never most of 20)
+            overrun = latest >= _FEW_ANSWERS and few / latest >= OVERRUN_SHARE
+            if not (sustained or overrun):
                 return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
+            throttles, answers = (throttles, answers) if sustained else (few, latest)
             # What got through: the rate of successes lately, else of starts (throttled ones included).
             seen = _per_second(self._successes_at, now, 0.5) or _per_second(self._starts, now, 0.5)
             current = min(r for r in (self.rate, seen) if r) if (self.rate or seen) else None
