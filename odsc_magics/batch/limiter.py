@@ -42,6 +42,7 @@ KNEE_GAIN = 1.07
 SLOW_START_STEP = 2
 # Below this gain per doubling the knee is near: growth slows to a quarter per round trip.
 CAREFUL_GAIN = 1.4
+CAREFUL_SLOWDOWN = 1.6  # or once answers take this many times their fastest (the batch slows each sequence)
 # Settles at the lowest concurrency giving this share of the best throughput seen: fewer in flight, same rows/s.
 SETTLE_SHARE = 0.93
 _SAMPLES = 8  # answers a half-octave needs before its throughput is compared
@@ -300,7 +301,10 @@ class AdaptiveLimiter:
         self._cond.notify_all()
 
     def _nearing_knee(self) -> bool:
-        """Whether the two highest levels measured show less than CAREFUL_GAIN per doubling."""
+        """Whether answers take CAREFUL_SLOWDOWN times their fastest, or the two highest levels measured show less
+        than CAREFUL_GAIN per doubling."""
+        if self._fastest and self._latency and self._latency >= CAREFUL_SLOWDOWN * self._fastest:
+            return True
         known = sorted(key for key, level in self._levels.items() if level.count >= _SAMPLES)
         if len(known) < 2:
             return False
