@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -26,6 +27,16 @@ def _keep(shell: Any, result: Any, output_var: str | None, output_format: Any = 
         shell.user_ns[output_var] = result.text
     elif output_var and result.parsed is not None:
         shell.user_ns[output_var] = result.parsed
+
+
+def _deliver(shell: Any, result: Any, output_var: str | None, output_format: Any, present: Callable[[], None]) -> Any:
+    """A complete answer: parse it (if structured), keep it, ``present`` it, then fail the cell if it did not fit."""
+    misfit = _parse(result, output_format)
+    _keep(shell, result, output_var, output_format)
+    present()
+    if misfit is not None:
+        raise misfit
+    return result
 
 
 def _parse(result: Any, output_format: Any) -> BaseException | None:
@@ -87,12 +98,7 @@ def run_request(
         params = {**params, **output_format.request_fields()}
     if not stream:
         result = endpoint.chat(messages, **params) if chat else endpoint.complete(prompt, **params)
-        misfit = _parse(result, output_format)
-        _keep(shell, result, output_var, output_format)
-        show(*result_bundle(result))
-        if misfit is not None:
-            raise misfit
-        return result
+        return _deliver(shell, result, output_var, output_format, lambda: show(*result_bundle(result)))
 
     view = make_stream_view(shell, label=_label(endpoint))
     live = endpoint.stream_chat(messages, **params) if chat else endpoint.stream_complete(prompt, **params)
@@ -129,9 +135,4 @@ def run_request(
             live.close()
         raise
     result = live.result if live.result is not None else live.close()
-    misfit = _parse(result, output_format)
-    _keep(shell, result, output_var, output_format)
-    view.finish(result)
-    if misfit is not None:
-        raise misfit
-    return result
+    return _deliver(shell, result, output_var, output_format, lambda: view.finish(result))
