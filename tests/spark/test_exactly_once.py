@@ -20,6 +20,9 @@ from odsc_magics.spark.partition import flush_rows
 
 FAULTS = ("--fault", "429:0.05", "--fault", "500:0.03", "--fault", "reset:0.02", "--fault", "cut:0.02",
           "--seed", "5")  # fmt: skip
+# About one request in seven fails: with more retries than the default six, a row whose every try fails
+# (a one-in-a-thousand run at this rate) does not stand in for a lost row.
+RETRIES = 10
 SLOW = ("--ttft-ms", "30")  # each answer takes a while, so that a task is still running when it is killed
 
 
@@ -116,7 +119,7 @@ def test_faults_and_a_killed_python_worker_leave_one_ok_result_per_row(spark, ba
     thread, outcome = run_in_thread(lambda: predict_spark(
         reviews(spark, rows), "Classify: {{ text }}", deployment=endpoint_of(faulty, deployment),
         output=str(tmp_path / "out"), max_concurrency=max_concurrency, max_rps=10_000, max_tokens=6,
-        progress=False))  # fmt: skip
+        max_retries=RETRIES, progress=False))  # fmt: skip
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and thread.is_alive() and time.monotonic() < deadline:
@@ -133,7 +136,8 @@ def test_faults_and_a_killed_python_worker_leave_one_ok_result_per_row(spark, ba
     assert len(out) == rows
     assert sorted(row["review_id"] for row in out) == list(range(rows))
     assert all(row["text"] == f"Review number {row['review_id']} of a kettle" for row in out)
-    assert {row["status"] for row in out} == {"ok"}
+    failed = [(row["status"], row["attempts"], row["error"]) for row in out if row["status"] != "ok"]
+    assert not failed, failed[:5]
     assert len({row["row_key"] for row in out}) == rows
     stats = faulty.deployment_stats(deployment["id"])
     assert sum(stats["faults"].values()) > 0 and max(row["attempts"] for row in out) > 1
