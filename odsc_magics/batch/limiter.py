@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from odsc_magics.predict_limits import TIMEOUT_S
+from odsc_magics.predict_limits import TENANCY_RPS, TIMEOUT_S
 
 # The throttle kinds of odsc_magics.retry.classify_failure the controller tells apart.
 RATE, BANDWIDTH, CONCURRENCY = "rate", "bandwidth", "concurrency"
@@ -77,6 +77,9 @@ _SETTLE_S = 0.1  # after a cut, answers this soon still answer requests started 
 _MAX_FLOOR = 0.1  # more throttles than this are never taken for noise
 _REGROWTH = 0.03  # a learned rate grows back by this share per second's worth of successes
 _REGROW_BELOW_SHARE = 0.02  # a learned rate regrows only while fewer answers than this (beyond noise) are throttles
+EDGE_SHARE = 0.04  # a learned rate whose answers are this share throttles (beyond noise) has regrown past the edge
+_EDGE_ANSWERS = 50  # answers that share is judged on
+_EDGE_STEP = 0.95  # and it steps back to this share of what gets through
 
 
 @dataclass
@@ -519,7 +522,8 @@ class RateLimiter:
     comes whatever the rate, ``floor``): it drops to 0.9 of the rate requests were getting through at (at most
     every quarter second). The cuts are on trial: if the throttles do not thin out at the lower rate, they were
     not the rate's doing (random 429s), the cuts are undone and their share becomes the floor. A learned rate
-    regrows by 3% a second while throttles stay away. Requests of one batch have about the same size, so a
+    regrows by 3% a second while throttles stay away, and steps back to 0.95 of what gets through once it has
+    regrown past the edge (4% of the latest fifty answers throttled, beyond the floor). Requests of one batch have about the same size, so a
     bytes-per-second limit is a requests-per-second limit for them.
     """
 
@@ -592,8 +596,11 @@ class RateLimiter:
             throttles += throttled
         return throttles, answers
 
-    def on_throttle(self) -> None:
-        """A request-rate or bandwidth throttle: once sustained, start at most 0.9 of the rate getting through."""
+    def on_throttle(self, kind: str = BANDWIDTH) -> None:
+        """A request-rate (``kind="rate"``) or bandwidth throttle: once sustained, start at most 0.9 of the rate
+        getting through. The first tenancy-rate cut starts no higher than 0.9 of the tenancy's documented limit:
+        what got through just before it came partly from the limit's one-second burst, and overstates the
+        rate. A tenancy whose limit was raised regrows past it."""
         with self._lock:
             now = self._clock()
             self._answer(now, True)
@@ -607,22 +614,43 @@ class RateLimiter:
             # Far above a limit most answers are throttles: a few tell (random 429s are never most of 20)
             overrun = latest >= _FEW_ANSWERS and few / latest >= OVERRUN_SHARE
             if not (sustained or overrun):
+                self._step_back_from_edge(now)
                 return  # stray throttles (a busy moment, noise) teach nothing: only a sustained share does
             throttles, answers = (throttles, answers) if sustained else (few, latest)
-            # What got through: the rate of successes lately, else of starts (throttled ones included).
-            seen = _per_second(self._successes_at, now, 0.5) or _per_second(self._starts, now, 0.5)
-            current = min(r for r in (self.rate, seen) if r) if (self.rate or seen) else None
+            # What got through: the rate of successes lately (since the last cut: before it, they came at a rate
+            # that was too high), else of starts (throttled ones included).
+            window = min(0.5, now - self._last_cut)
+            seen = _per_second(self._successes_at, now, window) or _per_second(self._starts, now, window)
+            first = TENANCY_RPS if kind == RATE and not self.learned else None
+            current = min(r for r in (self.rate, seen, first) if r) if (self.rate or seen or first) else None
             if current is None:
                 return
             if self._trial is None:
                 self._trial = (self.rate, self.learned, throttles / answers)
-            self._last_cut = now
-            self.rate = max(1.0, 0.9 * current)
-            if self.cap:
-                self.rate = min(self.rate, self.cap)
-            self.learned = True
-            self._tokens = min(self._tokens, 1.0)
-            self._successes = 0
+            self._cut_to(now, 0.9 * current)
+
+    def _step_back_from_edge(self, now: float) -> None:
+        """A learned rate that regrew past the endpoint's edge: a few throttles in every fifty answers (fewer
+        than a sustained share, but more than noise) step it back a little, with no trial (the limit is known)."""
+        if not self.learned or not self.rate or self._trial is not None:
+            return
+        throttles, answers = self._window(self._last_cut + _SETTLE_S, _EDGE_ANSWERS)
+        if answers < _EDGE_ANSWERS or throttles / answers < self._floor + EDGE_SHARE:
+            return
+        seen = _per_second(self._successes_at, now, 1.0)
+        self._cut_to(now, _EDGE_STEP * min(self.rate, seen or self.rate))
+
+    def _cut_to(self, now: float, rate: float) -> None:
+        self._last_cut = now
+        self.rate = max(1.0, rate)
+        if self.cap:
+            self.rate = min(self.rate, self.cap)
+        self.learned = True
+        # The bucket refills from now: a first rate must not find a second's worth of tokens saved up since
+        # the limiter was made (it never counted time while it had no rate)
+        self._tokens = min(self._tokens, 1.0)
+        self._last = now
+        self._successes = 0
 
     def on_success(self) -> None:
         """A request succeeded: judge the cuts on trial, and let a learned rate regrow while throttles stay away."""

@@ -251,7 +251,7 @@ class BatchRunner:
             else:
                 self.limiter.on_throttle(sent_at, retry_after, kind=limit or "concurrency")
             if limit in ("rate", "bandwidth"):
-                self.rate.on_throttle()
+                self.rate.on_throttle(limit)
             with self._cond:
                 self.tally.throttled += 1
         if kind == "fatal":

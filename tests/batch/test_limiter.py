@@ -342,6 +342,69 @@ def test_rate_limiter_learns_the_endpoint_rate_from_sustained_rate_throttles():
     assert learning.rate > 1.5 * learned  # 3% a second's worth of successes, compounded
 
 
+def endpoint_limit(
+    learning: RateLimiter, clock: Clock, rate: float, seconds: float, wanted: float = 100.0
+) -> list[bool]:
+    """The batch starts ``wanted`` requests a second through ``learning``; an endpoint lets ``rate`` a second
+    through (a token bucket holding one second's worth, as the platform's). Whether each answer was a throttle."""
+    allowed, last, throttled = rate, clock.now, []
+    end = clock.now + seconds
+    while clock.now < end:
+        learning.wait()
+        clock.now += 1 / wanted
+        allowed = min(rate, allowed + (clock.now - last) * rate)
+        last = clock.now
+        throttled.append(allowed < 1)
+        if allowed >= 1:
+            allowed -= 1
+            learning.on_success()
+        else:
+            learning.on_throttle()
+    return throttled
+
+
+def test_a_learned_rate_steps_back_from_the_edge_it_regrew_past():
+    learning, clock = bucket(None)
+    throttled = endpoint_limit(learning, clock, 60.0, seconds=120.0)
+    assert learning.learned
+    # Regrowing 3% a second, it passes the edge every few seconds; a few throttles in fifty answers step it
+    # back, so that throttles stay a small share (a sustained 15% would otherwise be needed for a cut)
+    last_minute = throttled[len(throttled) // 2 :]
+    assert sum(last_minute) / len(last_minute) <= 0.05
+
+
+def test_a_first_learned_rate_starts_with_an_empty_bucket():
+    learning, clock = bucket(None)
+    for _ in range(200):  # two seconds at 100 a second with no rate: the bucket must not save those up
+        learning.wait()
+        clock.now += 0.01
+        learning.on_success()
+    for _ in range(20):
+        learning.wait()
+        learning.on_throttle()
+    assert learning.learned
+    clock.sleeps.clear()
+    for _ in range(11):
+        learning.wait()
+    assert sum(clock.sleeps) >= 10 / learning.rate - 1e-9  # one token at most, then spaced by 1 / rate
+
+
+def test_the_first_tenancy_rate_cut_starts_below_the_documented_limit():
+    from odsc_magics.predict_limits import TENANCY_RPS
+
+    for kind, most in (("rate", 0.9 * TENANCY_RPS), ("bandwidth", 0.9 * 400)):
+        learning, clock = bucket(None)
+        for _ in range(200):  # 400 answers a second (a limit's burst passing): more than gets through later
+            learning.wait()
+            clock.now += 0.0025
+            learning.on_success()
+        for _ in range(20):
+            learning.on_throttle(kind)
+        assert learning.learned
+        # (a bandwidth limit has no documented rate: what got through counts)
+        assert 0.85 * most <= learning.rate <= 1.02 * most
+
+
 def test_a_stray_rate_throttle_teaches_the_bucket_nothing():
     learning, clock = bucket(None)
     for n in range(2000):  # 3% of answers throttled, at random moments
