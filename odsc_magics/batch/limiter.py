@@ -77,6 +77,7 @@ _SETTLE_S = 0.1  # after a cut, answers this soon still answer requests started 
 _MAX_FLOOR = 0.1  # more throttles than this are never taken for noise
 _REGROWTH = 0.03  # a learned rate grows back by this share per second's worth of successes
 _REGROW_BELOW_SHARE = 0.02  # a learned rate regrows only while fewer answers than this (beyond noise) are throttles
+_STRAY_RATE_SHARE = 0.1  # fewer rate throttles than this share of answers do not hold concurrency growth
 EDGE_SHARE = 0.04  # a learned rate whose answers are this share throttles (beyond noise) has regrown past the edge
 _EDGE_ANSWERS = 50  # answers that share is judged on
 _EDGE_STEP = 0.95  # and it steps back to this share of what gets through
@@ -442,8 +443,10 @@ class AdaptiveLimiter:
             if retry_after:
                 self._paused_until = max(self._paused_until, now + min(retry_after, 60.0))
             if kind in (RATE, BANDWIDTH):
-                # Growth waits a round trip: the request-rate bucket is learning what gets through.
-                self._rate_hold_until = now + max(0.05, self._latency or 0.0)
+                # Growth waits a round trip while the request-rate bucket learns what gets through; stray ones
+                # (a few in a hundred, whatever the rate) hold nothing, or they would stop growth for good.
+                if self.rate is None or self.rate.throttling():
+                    self._rate_hold_until = now + max(0.05, self._latency or 0.0)
                 return
             if self.fixed:
                 return
@@ -523,8 +526,8 @@ class RateLimiter:
     every quarter second). The cuts are on trial: if the throttles do not thin out at the lower rate, they were
     not the rate's doing (random 429s), the cuts are undone and their share becomes the floor. A learned rate
     regrows by 3% a second while throttles stay away, and steps back to 0.95 of what gets through once it has
-    regrown past the edge (4% of the latest fifty answers throttled, beyond the floor). Requests of one batch have about the same size, so a
-    bytes-per-second limit is a requests-per-second limit for them.
+    regrown past the edge (4% of the latest fifty answers throttled, beyond the floor). Requests of one batch
+    have about the same size, so a bytes-per-second limit is a requests-per-second limit for them.
     """
 
     def __init__(
@@ -556,6 +559,13 @@ class RateLimiter:
         with self._lock:
             throttles, answers = self._window(self._clock() - 1.0)
             return throttles / answers if answers else 0.0
+
+    def throttling(self) -> bool:
+        """Whether rate or bandwidth throttles are more than stray lately: a tenth of the last second's answers
+        beyond the share that comes whatever the rate."""
+        with self._lock:
+            throttles, answers = self._window(self._clock() - 1.0)
+            return answers > 0 and throttles / answers > self._floor + _STRAY_RATE_SHARE
 
     def wait(self) -> None:
         """Block until one more request may start."""

@@ -254,6 +254,20 @@ def test_a_rate_or_bandwidth_throttle_leaves_the_concurrency_alone():
     assert limiter.throttled == 2
 
 
+def test_stray_bandwidth_throttles_do_not_hold_growth_but_an_overrun_does():
+    for every, grows in ((20, True), (2, False)):  # one answer in twenty throttled at random, or every other one
+        clock = Clock()
+        limiter = AdaptiveLimiter(initial=16, clock=clock)
+        limiter.rate = RateLimiter(None, clock=clock, sleep=clock.sleep)
+        for n in range(300):
+            succeed(limiter, 1, clock)
+            limiter.rate.on_success()
+            if n % every == 0:
+                limiter.on_throttle(sent_at=limiter.in_flight, kind="bandwidth")
+                limiter.rate.on_throttle()
+        assert (limiter.limit >= 64) is grows, (every, limiter.limit)
+
+
 def test_a_stray_throttle_at_a_level_that_worked_does_not_lower_the_limit():
     clock = Clock()
     limiter = AdaptiveLimiter(initial=40, clock=clock)
