@@ -63,6 +63,7 @@ _BURST_S = 0.1  # 429s within this time of a cut answer the same burst of reques
 _PROBE_EVERY = 3
 _PROBE_GAIN = 1.05
 _PROBE_KEEP_DOWN = 0.97
+PROBE_DOWN_SLOWDOWN = 1.2  # a fifth lower is tried only where answers take this many times their fastest
 # A learned request rate is cut at most this often: the throttles of one burst arrive together.
 _CUT_EVERY_S = 0.25
 _HISTORY_S = 2 * TIMEOUT_S + 10  # how far back the in-flight history reaches: past any answer's life
@@ -373,18 +374,24 @@ class AdaptiveLimiter:
         if current is None or current.count < _SAMPLES:
             return
         self._probe_up = not self._probe_up
-        up = self._probe_up and self._limit < self.maximum
+        up = self._probe_up
+        if up and self._limit >= self.maximum:
+            return  # nothing to look for above the caller's ceiling
         if up and self.ceiling is not None and self._limit >= self.ceiling:
             self._probe_ceiling()
             return
-        if not up and self._limit < 4:
-            return
+        if not up and (self._limit < 4 or not self._waiting()):
+            return  # answers as fast as they come unloaded: a lower level could only bring fewer rows
         target = max(self._limit + 1, self._limit * 1.25) if up else max(1.0, self._limit * 0.8)
         self._probe = (self._limit, current.rows_s, up)
         self._levels.pop(_octave(target), None)  # measure the probe afresh
         self._limit = min(float(self.maximum), target)
         self._since_change = 0
         self._cond.notify_all()
+
+    def _waiting(self) -> bool:
+        """Whether answers take PROBE_DOWN_SLOWDOWN times their fastest: time a lower level might save."""
+        return bool(self._fastest and self._latency and self._latency >= PROBE_DOWN_SLOWDOWN * self._fastest)
 
     def _probe_ceiling(self) -> None:
         """At a concurrency 429's ceiling, one more slot only after a long run of answers without a throttle."""

@@ -75,6 +75,7 @@ def simulate(
     starts: list[float] | None = None,
     slowdown: tuple[float, float] | None = None,
     seed: int = 7,
+    maximum: int = 512,
 ) -> Run | list[Run]:
     """Send ``rows`` requests (a list: one batch each, sharing the endpoint, started at ``starts``); while ``n``
     are in service each gets 1 / ``latency_at(n)`` of its work (±5%) a second, so a request alone all its life
@@ -82,14 +83,14 @@ def simulate(
     a share ``stray_throttles`` of the others too; one still unanswered after ``timeout_s`` comes back as a
     Service Timeout then. Failed requests are retried after
     ``retry_delay``, up to MAX_ATTEMPTS attempts. ``slowdown`` (when, factor): from then on every request
-    takes ``factor`` times longer."""
+    takes ``factor`` times longer. ``maximum`` is each batch's max_concurrency."""
     clock = FakeClock()
     sizes = rows if isinstance(rows, list) else [rows]
     fixed = None if concurrency == "auto" else int(concurrency)
     batches = [
         _Batch(
             Run(size, started=(starts or [0.0] * len(sizes))[n]),
-            AdaptiveLimiter(initial=16, maximum=512, fixed=fixed, latency_limit=timeout_s, clock=clock),
+            AdaptiveLimiter(initial=16, maximum=maximum, fixed=fixed, latency_limit=timeout_s, clock=clock),
             [0] * size,
         )
         for n, size in enumerate(sizes)

@@ -51,6 +51,13 @@ def test_auto_fills_a_capacity_wall_with_few_throttles(capacity, seconds):
     assert auto.throttled_share <= 0.05
 
 
+def test_at_the_callers_ceiling_with_no_waiting_auto_stays_there():
+    # A task of predict_spark holds a share of the job's budget: 8 here, answered in 0.3 s however many run
+    auto = simulate(lambda n: 0.3, 2000, maximum=8)
+    assert auto.rows_s >= 0.97 * 8 / 0.3
+    assert {limit for at, limit in auto.limits if at > 2.0} == {8}  # no probe lower: it could only cost rows
+
+
 def test_stray_429s_do_not_collapse_the_limit():
     _, best = oracle(vllm_like(), 3000)
     auto = simulate(vllm_like(), 3000, stray_throttles=0.05)
