@@ -1,8 +1,11 @@
 """predict_spark's rows/s against the endpoint's capacity, beside predict_frame and two peers, in one run.
 
-One `odsc-magics local` deployment that holds C requests at once (more are answered 429, as a full deployment's
-load balancer does) and answers each in about S seconds, so its capacity is C / (time per request) rows/s. The
-same rows go through:
+One `odsc-magics local` deployment. By default (`--serving gpu`) it is Mistral-7B-Instruct-v0.3 on VM.GPU.A10.1
+as the backend simulates vLLM there (continuous batching, the KV cache; `--time-scale` runs it faster than real
+time), and its capacity is the best rows/s of predict_frame at a fixed concurrency of a small sweep (64, 128, 256),
+measured first in the same run. With `--serving fixed` it holds `--capacity` requests at once (more are answered
+429, as a full load balancer does) and answers each in about `--seconds`; its capacity is C / (time per request).
+The same rows (short prompts, `--max-tokens` answers with ignore_eos) go through:
 
 - predict_spark on local[4] (four tasks; the budget split over them, each task's controller adapting);
 - predict_frame in this process;
@@ -10,14 +13,14 @@ same rows go through:
   with retries on (max_retries=6);
 - LangChain's ChatOpenAI `.batch(max_concurrency=K)` inside a Spark pandas UDF (four partitions), best of a
   sweep of K, with return_exceptions=True so that a failed row is counted instead of failing the job (against a
-  chat deployment of the same capacity: one request per row, as predict_spark sends).
+  chat deployment of the same model and shape: one request per row, as predict_spark sends).
 
 The peers cannot sign OCI requests, so they talk to a signing proxy on 127.0.0.1 that adds the OCI signature (of
 the backend's profile) and forwards to the deployment's /predict; its cost per request is a millisecond or so.
 Each run prints rows/s, its ratio to the capacity, failed rows and requests sent per row (counted by the backend).
 
-    python benchmarks/spark_throughput.py [--rows 8000] [--peer-rows 1500] [--capacity 32] [--seconds 0.3]
-        [--peers ray,langchain]
+    python benchmarks/spark_throughput.py [--serving gpu|fixed] [--time-scale 10] [--rows 8000]
+        [--peer-rows 1500] [--capacity 32] [--seconds 0.3] [--max-tokens N] [--peers ray,langchain]
 
 Rates are rows answered per second of the whole call (planning, the driver's capacity probe, writing and reading
 the output included); the peers get fewer rows (--peer-rows) because they are several times slower.
@@ -43,15 +46,18 @@ BENCH_ENV = ROOT / ".venv-spark-bench" / "bin" / "python"
 os.environ.setdefault("OCI_SDK_DEFAULT_RETRY_ENABLED", "false")
 os.environ.setdefault("OCI_SDK_DEFAULT_CIRCUITBREAKER_ENABLED", "false")
 TEMPLATE = "Classify the sentiment of review {{ n }}: {{ text }}"
-MAX_TOKENS = 21
+SWEEP = (64, 128, 256)  # --serving gpu: the fixed concurrencies whose best rows/s is the capacity
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8000, help="rows for predict_spark and predict_frame")
     parser.add_argument("--peer-rows", type=int, default=1500, help="rows for each peer run (they are slower)")
-    parser.add_argument("--capacity", type=int, default=32, help="requests the deployment holds at once")
-    parser.add_argument("--seconds", type=float, default=0.3, help="time per request")
+    parser.add_argument("--serving", choices=("gpu", "fixed"), default="gpu", help="the backend's timing model")
+    parser.add_argument("--time-scale", type=float, default=10.0, help="--serving gpu: simulated seconds per second")
+    parser.add_argument("--max-tokens", type=int, default=None, help="tokens per answer (gpu 128, fixed 21)")
+    parser.add_argument("--capacity", type=int, default=32, help="--serving fixed: requests held at once")
+    parser.add_argument("--seconds", type=float, default=0.3, help="--serving fixed: time per request")
     parser.add_argument("--peers", default="ray,langchain", help="which peers to run (comma-separated; '' for none)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("pyspark") is None:
@@ -62,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from odsc_magics.local.testing import start_backend
 
-    tokens_per_s = round((MAX_TOKENS - 1) / (args.seconds - 0.1), 3)
-    flags = ["--serving", "fixed", "--capacity", str(args.capacity), "--ttft-ms", "100", "--tokens-per-s",
-             str(tokens_per_s), "--tenancy-rps", "100000", "--deploy-seconds", "0.2"]  # fmt: skip
+    if args.max_tokens is None:
+        args.max_tokens = 128 if args.serving == "gpu" else 21
+    if args.serving == "gpu":
+        flags = ["--serving", "gpu", "--time-scale", str(args.time_scale)]
+    else:
+        tokens_per_s = round((args.max_tokens - 1) / (args.seconds - 0.1), 3)
+        flags = ["--serving", "fixed", "--capacity", str(args.capacity), "--ttft-ms", "100", "--tokens-per-s",
+                 str(tokens_per_s)]  # fmt: skip
+    flags += ["--tenancy-rps", "100000", "--deploy-seconds", "0.2"]
     with tempfile.TemporaryDirectory(prefix="spark-bench-") as home:
         os.environ["HOME"] = home
         backend = start_backend(Path(home) / "backend", *flags)
@@ -80,10 +92,21 @@ def run(args, backend, deployment, home: Path) -> int:
     from odsc_magics.config import LLMSettings
 
     endpoint = connect(deployment["url"], settings=LLMSettings(backend="local", local_dir=str(backend.state_dir)))
-    per_request = statistics.median(_timed(endpoint) for _ in range(5))
-    capacity = args.capacity / per_request
-    print(f"endpoint: {args.capacity} requests at once, {per_request:.3f} s per request -> capacity "
-          f"{capacity:.1f} rows/s; {args.rows} rows per run")  # fmt: skip
+    params = {"max_tokens": args.max_tokens, "ignore_eos": True}
+    if args.serving == "gpu":
+        sweep_rows = [(n, f"The kettle number {n} works well") for n in range(min(args.rows, 3000))]
+        levels = {level: len(sweep_rows) / _timed_call(lambda c=level: _predict_frame(sweep_rows, endpoint, params, c))
+                  for level in SWEEP}  # fmt: skip
+        best = max(levels, key=levels.get)
+        capacity = levels[best]
+        print(f"endpoint: Mistral-7B-Instruct-v0.3 on VM.GPU.A10.1 (--serving gpu, time scale {args.time_scale:g}); "
+              + ", ".join(f"fixed {level}: {rate:.1f}" for level, rate in levels.items())
+              + f" rows/s -> capacity {capacity:.1f} rows/s (fixed {best}); {args.rows} rows per run")  # fmt: skip
+    else:
+        per_request = statistics.median(_timed(endpoint, params) for _ in range(5))
+        capacity = args.capacity / per_request
+        print(f"endpoint: {args.capacity} requests at once, {per_request:.3f} s per request -> capacity "
+              f"{capacity:.1f} rows/s; {args.rows} rows per run")  # fmt: skip
     rows = [(n, f"The kettle number {n} works well") for n in range(args.rows)]
     results: list[tuple[str, float, int, float]] = []
 
@@ -106,8 +129,8 @@ def run(args, backend, deployment, home: Path) -> int:
     spark = _spark()
     frame = spark.createDataFrame(rows, "n INT, text STRING").repartition(4).cache()
     frame.count()
-    measure("predict_spark local[4]", lambda: _predict_spark(frame, endpoint, home))
-    measure("predict_frame", lambda: _predict_frame(rows, endpoint))
+    measure("predict_spark local[4]", lambda: _predict_spark(frame, endpoint, home, params))
+    measure("predict_frame", lambda: _predict_frame(rows, endpoint, params))
     peers: list[tuple[str, float, int, float]] = []
     wanted = {name.strip() for name in args.peers.split(",") if name.strip()}
     if wanted:
@@ -117,11 +140,12 @@ def run(args, backend, deployment, home: Path) -> int:
         small = spark.createDataFrame(few, "n INT, text STRING").repartition(4).cache()
         small.count()
         try:
-            for concurrency, batch_size, qps in ((8, 16, None), (16, 16, None), (16, 64, None), (16, 16, 8)):
+            for concurrency, batch_size, qps in RAY_SWEEP[args.serving]:
                 if "ray" not in wanted:
                     break
                 name = f"ray.data.llm HttpRequestProcessor concurrency={concurrency} batch_size={batch_size} qps={qps}"
-                measure(name, lambda c=concurrency, b=batch_size, q=qps: _ray(few, proxy.url, c, b, q), len(few))
+                call = lambda c=concurrency, b=batch_size, q=qps: _ray(few, proxy.url, c, b, q, params)  # noqa: E731
+                measure(name, call, len(few))
             if "langchain" in wanted:
                 # A chat deployment of the same capacity: ChatOpenAI.batch sends one request per row from a thread
                 # pool (a completion LLM's .batch would pack many prompts into one request).
@@ -129,9 +153,9 @@ def run(args, backend, deployment, home: Path) -> int:
                 chat_proxy = SigningProxy(chat["url"], backend.signer())
                 chat_proxy.start()
                 try:
-                    for k in (8, 16):
-                        measure(f"LangChain ChatOpenAI.batch(max_concurrency={k}) in a pandas UDF x4 partitions",
-                                lambda k=k: _langchain(small, chat_proxy.url, k), len(few), chat["id"])  # fmt: skip
+                    for k in LANGCHAIN_SWEEP[args.serving]:
+                        name = f"LangChain ChatOpenAI.batch(max_concurrency={k}) in a pandas UDF x4 partitions"
+                        measure(name, lambda k=k: _langchain(small, chat_proxy.url, k, params), len(few), chat["id"])
                 finally:
                     chat_proxy.stop()
             for prefix in ("ray", "LangChain"):
@@ -152,9 +176,24 @@ def run(args, backend, deployment, home: Path) -> int:
     return 0
 
 
-def _timed(endpoint) -> float:
+# Per serving model, the peers' sweeps: up to the in-flight counts where the capacity lies (a capacity wall of 32;
+# a GPU whose best fixed concurrency is 128 or more).
+RAY_SWEEP = {"fixed": ((8, 16, None), (16, 16, None), (16, 64, None), (16, 16, 8)),
+             "gpu": ((16, 16, None), (32, 16, None), (32, 64, None))}  # fmt: skip
+LANGCHAIN_SWEEP = {"fixed": (8, 16), "gpu": (8, 32, 64)}  # per partition, four partitions
+
+
+def _timed(endpoint, params: dict) -> float:
     started = time.monotonic()
-    endpoint.complete("How long does one request take?", max_tokens=MAX_TOKENS, max_retries=0)
+    endpoint.complete("How long does one request take?", max_retries=0, **params)
+    return time.monotonic() - started
+
+
+def _timed_call(call) -> float:
+    started = time.monotonic()
+    failed = call()
+    if failed:
+        raise RuntimeError(f"{failed} rows failed while measuring the capacity")
     return time.monotonic() - started
 
 
@@ -175,25 +214,25 @@ def _spark():
     return session
 
 
-def _predict_spark(frame, endpoint, home: Path) -> int:
+def _predict_spark(frame, endpoint, home: Path, params: dict) -> int:
     from odsc_magics.spark import predict_spark
 
     out = predict_spark(frame, TEMPLATE, deployment=endpoint, output=str(home / f"out-{time.time_ns()}"),
-                        max_tokens=MAX_TOKENS, max_rps=100_000, progress=False)  # fmt: skip
+                        max_rps=100_000, progress=False, **params)  # fmt: skip
     return out.filter("status != 'ok'").count()
 
 
-def _predict_frame(rows, endpoint) -> int:
+def _predict_frame(rows, endpoint, params: dict, concurrency: int | str = "auto") -> int:
     import pandas as pd
 
     from odsc_magics.batch import predict_frame
 
     df = pd.DataFrame(rows, columns=["n", "text"])
-    out = predict_frame(df, TEMPLATE, deployment=endpoint, max_tokens=MAX_TOKENS, progress=False)
+    out = predict_frame(df, TEMPLATE, deployment=endpoint, concurrency=concurrency, progress=False, **params)
     return int(out["error"].notna().sum())
 
 
-def _ray(rows, url: str, concurrency: int, batch_size: int, qps: int | None) -> int:
+def _ray(rows, url: str, concurrency: int, batch_size: int, qps: int | None, params: dict) -> int:
     import ray
     from ray.data.llm import HttpRequestProcessorConfig, build_processor
 
@@ -203,7 +242,7 @@ def _ray(rows, url: str, concurrency: int, batch_size: int, qps: int | None) -> 
                                         qps=qps, max_retries=6)  # fmt: skip
     processor = build_processor(
         config,
-        preprocess=lambda row: {"payload": {"model": "odsc-llm", "max_tokens": MAX_TOKENS,
+        preprocess=lambda row: {"payload": {"model": "odsc-llm", **params,
                                             "prompt": f"Classify the sentiment of review {row['n']}: {row['text']}"}},
         postprocess=lambda row: {"ok": bool(row["http_response"].get("choices"))},
     )  # fmt: skip
@@ -220,7 +259,7 @@ def _stop_ray() -> None:
             ray.shutdown()
 
 
-def _langchain(frame, url: str, max_concurrency: int) -> int:
+def _langchain(frame, url: str, max_concurrency: int, params: dict) -> int:
     import pandas as pd
     from pyspark.sql.functions import col, concat, lit, pandas_udf
 
@@ -228,8 +267,8 @@ def _langchain(frame, url: str, max_concurrency: int) -> int:
     def answer(prompts: pd.Series) -> pd.Series:
         from langchain_openai import ChatOpenAI
 
-        llm = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="odsc-llm", max_tokens=MAX_TOKENS,
-                         max_retries=6)  # fmt: skip
+        llm = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="odsc-llm", max_tokens=params["max_tokens"],
+                         extra_body={"ignore_eos": params["ignore_eos"]}, max_retries=6)  # fmt: skip
         answers = llm.batch(list(prompts), config={"max_concurrency": max_concurrency}, return_exceptions=True)
         return pd.Series([None if isinstance(a, Exception) else a.content for a in answers])
 
