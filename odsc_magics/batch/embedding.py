@@ -141,14 +141,14 @@ def embed_frame(
     from odsc_magics.batch import frame as frames
 
     _check(df, column, output_column, batch_size, dry_run)
-    frames._check_options(concurrency, max_retries, on_error, "completion", max_rps, df.iloc[:0, :0])
+    frames.check_options(concurrency, max_retries, on_error, "completion", max_rps, df.iloc[:0, :0])
     _check_output(df, output_column)
-    endpoint = frames._endpoint(deployment)
+    endpoint = frames.resolve_endpoint(deployment)
     limits = limits_for(*_served_model(deployment, endpoint), batch_size)
     if dry_run:
         return _plan(df, column, endpoint, limits, params)
     if max_retries is None:
-        max_retries = frames._max_retries_setting(endpoint)
+        max_retries = frames.max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
     store = frames._checkpoint(checkpoint)
     result = _Vectors(len(df), limits.dimension)
@@ -183,7 +183,7 @@ def embed_frame(
             )
 
     runner = BatchRunner(
-        _sender(endpoint, params),
+        request_sender(endpoint, params),
         deliver,
         concurrency=concurrency,
         max_retries=max_retries,
@@ -192,7 +192,7 @@ def embed_frame(
     )
     bar = Progress(total=len(df), enabled=progress)
     runner.on_progress = lambda _tally, limiter: bar.update(rows, limiter)
-    jobs = _jobs(df, column, limits, params, target, store, result, rows, lock)
+    jobs = row_jobs(df, column, limits, params, target, store, result, rows, lock)
 
     def close(interrupted: bool = False) -> dict[str, Any]:
         rows.requests, rows.throttled = requests[0], runner.tally.throttled
@@ -339,7 +339,7 @@ def _served_model(deployment: Any, endpoint: Any) -> tuple[str | None, str | Non
 # ------------------------------------------------------------------------------------------- sending
 
 
-def _sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
+def request_sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
     """One attempt per job: its texts in one request; a text the server refuses is found by halving."""
     import time
 
@@ -390,12 +390,12 @@ def _sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
 
 def _texts(df: pd.DataFrame, column: Any, start: int, stop: int) -> Iterator[tuple[int, str | None, str | None]]:
     """(position, text, error) of each row: a missing or empty text is an error of its own."""
-    from odsc_magics.batch.frame import _is_missing
+    from odsc_magics.batch.frame import is_missing
 
     values = df[column]
     for position in range(start, stop):
         value = values.iat[position]
-        if _is_missing(value):
+        if is_missing(value):
             yield position, None, f"missing value in column {column!r} for this row"
             continue
         text = value if isinstance(value, str) else str(value)
@@ -440,7 +440,7 @@ def _pack(items: list[tuple[int, str, str | None]], limits: EmbeddingLimits) -> 
         yield batch
 
 
-def _jobs(
+def row_jobs(
     df: pd.DataFrame,
     column: Any,
     limits: EmbeddingLimits,

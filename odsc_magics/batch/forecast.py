@@ -128,7 +128,7 @@ def estimate_frame(
     import pandas as pd
 
     from odsc_magics import arguments
-    from odsc_magics.batch.frame import _check_arguments
+    from odsc_magics.batch.frame import check_arguments
     from odsc_magics.config import resolve
 
     if not isinstance(df, pd.DataFrame):
@@ -137,7 +137,7 @@ def estimate_frame(
             hint="Use series.llm.estimate() for a Series of ready prompts.",
             target="df",
         )
-    _check_arguments(df, template, prompt_column, system, params)
+    check_arguments(df, template, prompt_column, system, params)
     if not isinstance(chat, bool):
         raise errors.ValidationError(f"chat must be True or False, not {chat!r}", target="chat")
     if max_tokens is None:
@@ -175,11 +175,11 @@ def _count(
     df: pd.DataFrame, template: str | None, prompt_column: Any, *, chat: bool, system: str | None, params: dict
 ) -> list[int]:
     """Prompt tokens of each row that renders (as predict_frame renders it; rows that would fail are left out)."""
-    from odsc_magics.batch.frame import _Columns, _jobs
+    from odsc_magics.batch.frame import OutputColumns, row_jobs
     from odsc_magics.local.tokens import count_tokens, render_chat
 
     out: list[int] = []
-    jobs = _jobs(
+    jobs = row_jobs(
         df,
         template,
         prompt_column,
@@ -188,7 +188,7 @@ def _count(
         params=params,
         target="",
         store=None,
-        columns=_Columns(len(df), "completion"),
+        columns=OutputColumns(len(df), "completion"),
         resumed=lambda: None,
     )
     for job in jobs:

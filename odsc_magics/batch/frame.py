@@ -100,22 +100,22 @@ def predict_frame(
     that does not fit is asked for once more, then its row fails with the text kept in a ``raw`` column.
     """
     global _last_partial
-    _check_arguments(df, template, prompt_column, system, params)
-    _check_options(concurrency, max_retries, on_error, output_column, max_rps, df)
+    check_arguments(df, template, prompt_column, system, params)
+    check_options(concurrency, max_retries, on_error, output_column, max_rps, df)
     typed = typed_answers(schema, choices, regex, size=len(df), output_column=output_column, df=df,
                           reserved=OUTPUT_COLUMNS)  # fmt: skip
     if typed is not None:
         params = {**params, **typed.fmt.request_fields()}
     chat = bool(chat) or system is not None
-    endpoint = _endpoint(deployment)
+    endpoint = resolve_endpoint(deployment)
     if max_retries is None:
-        max_retries = _max_retries_setting(endpoint)
+        max_retries = max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
     store = _checkpoint(checkpoint)
-    send = _sender(endpoint, chat=chat, params=params)
+    send = request_sender(endpoint, chat=chat, params=params)
     if typed is not None:
         send = typed.sender(send)
-    columns = _Columns(len(df), output_column, typed)
+    columns = OutputColumns(len(df), output_column, typed)
     lock = threading.Lock()
 
     def deliver(job: Job, outcome: Outcome) -> None:
@@ -134,7 +134,7 @@ def predict_frame(
         latency_limit=_timeout_setting(endpoint, params),
     )
     runner.tally.total = len(df)
-    jobs = _jobs(
+    jobs = row_jobs(
         df,
         template,
         prompt_column,
@@ -191,7 +191,7 @@ def predict_frame(
     return result
 
 
-def _check_arguments(
+def check_arguments(
     df: Any, template: Any, prompt_column: Any, system: Any, params: dict[str, Any]
 ) -> None:
     """What the prompts are made of: the frame, the template or prompt column, the system text, the params."""
@@ -250,7 +250,7 @@ def _check_arguments(
         raise errors.ValidationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
 
 
-def _check_options(
+def check_options(
     concurrency: Any, max_retries: Any, on_error: Any, output_column: Any, max_rps: Any, df: pd.DataFrame
 ) -> None:
     """How the batch runs and where its answers go."""
@@ -295,7 +295,7 @@ def _timeout_setting(endpoint: Any, params: dict[str, Any]) -> float | None:
     return float(value) if value else None
 
 
-def _max_retries_setting(endpoint: Any) -> int:
+def max_retries_setting(endpoint: Any) -> int:
     """The ``max_retries`` setting as the endpoint's client reads it (argument > %config > env > default)."""
     from odsc_magics.config import resolve
 
@@ -329,7 +329,9 @@ def _names_read(template: str | None, prompt_column: Any, system: str | None) ->
     return tuple(dict.fromkeys(names))
 
 
-def _endpoint(deployment: Any) -> Any:
+def resolve_endpoint(deployment: Any) -> Any:
+    """The Endpoint a batch sends to: ``deployment`` as given (OCID, URL, name, Deployment, Endpoint) or the
+    default deployment when None."""
     if deployment is not None and hasattr(deployment, "endpoint") and callable(deployment.endpoint):
         return deployment.endpoint()
     if deployment is not None and hasattr(deployment, "complete"):
@@ -356,7 +358,7 @@ def _checkpoint(path: Any) -> Checkpoint | None:
     return Checkpoint(path)
 
 
-def _sender(endpoint: Any, *, chat: bool, params: dict[str, Any]) -> Any:
+def request_sender(endpoint: Any, *, chat: bool, params: dict[str, Any]) -> Any:
     """One attempt per call: the runner decides retries and concurrency."""
     if chat:
 
@@ -371,7 +373,7 @@ def _sender(endpoint: Any, *, chat: bool, params: dict[str, Any]) -> Any:
     return send_completion
 
 
-def _jobs(
+def row_jobs(
     df: pd.DataFrame,
     template: str | None,
     prompt_column: Any,
@@ -381,7 +383,7 @@ def _jobs(
     params: dict[str, Any],
     target: str,
     store: Checkpoint | None,
-    columns: _Columns,
+    columns: OutputColumns,
     resumed: Callable[[], None],
 ) -> Iterator[Job]:
     """Render rows a chunk at a time; rows already answered in the checkpoint are filled, not sent.
@@ -399,7 +401,7 @@ def _jobs(
         chunk: list[Job] = []
         for position in range(start, stop):
             row = {name: column.iat[position] for name, column in zip(names, values, strict=True)}
-            empty = [name for name, value in row.items() if _is_missing(value)]
+            empty = [name for name, value in row.items() if is_missing(value)]
             if empty:
                 listed = ", ".join(map(repr, empty))
                 chunk.append(Job(position, None, error=f"missing value in column {listed} for this row"))
@@ -426,7 +428,8 @@ def _jobs(
             yield job
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a cell holds no value (None, NaN, pandas' NA/NaT): such a row is not sent."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -439,7 +442,7 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-class _Columns:
+class OutputColumns:
     """The output columns, filled in place as rows finish (no per-row objects kept)."""
 
     def __init__(self, size: int, output_column: str, typed: TypedAnswers | None = None) -> None:

@@ -64,16 +64,16 @@ def predict_spark(
     spark = _session(sdf)
     _check(sdf, template, output, checkpoint, key, system, concurrency, max_concurrency, max_retries, on_error,
            output_column, max_rps, params)  # fmt: skip
-    from odsc_magics.batch.frame import _endpoint, _max_retries_setting
+    from odsc_magics.batch.frame import max_retries_setting, resolve_endpoint
     from odsc_magics.spark.budget import split, task_slots
     from odsc_magics.spark.executor_endpoint import runs_with_resource_principal, spec_of
 
     checkpoint = checkpoint or output.rstrip("/") + "_checkpoint"
     warn_if_speculative(spark)
     chat = bool(chat) or system is not None
-    endpoint = _endpoint(deployment)
+    endpoint = resolve_endpoint(deployment)
     if max_retries is None:
-        max_retries = _max_retries_setting(endpoint)
+        max_retries = max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
     keys = (key,) if isinstance(key, str) else tuple(key) if key is not None else None
     prompts = Prompts(template=template, system=system, chat=chat, params=dict(params), target=target,
@@ -237,7 +237,7 @@ def _check(
     """Every argument checked before anything runs (the same checks and messages as predict_frame's)."""
     import pandas as pd
 
-    from odsc_magics.batch.frame import _check_arguments, _check_options
+    from odsc_magics.batch.frame import check_arguments, check_options
 
     columns = pd.DataFrame(columns=list(sdf.columns))
     if not isinstance(template, str):
@@ -245,8 +245,8 @@ def _check(
             f"template must be a str, not {type(template).__name__}",
             hint='e.g. predict_spark(sdf, "Summarise: {{ text }}", ...)',
         )
-    _check_arguments(columns, template, None, system, params)
-    _check_options(concurrency, max_retries, on_error, output_column, max_rps, columns)
+    check_arguments(columns, template, None, system, params)
+    check_options(concurrency, max_retries, on_error, output_column, max_rps, columns)
     clash = [name for name in ("status", KEY_COLUMN) if name in sdf.columns or name == output_column]
     if clash:
         raise errors.ValidationError(

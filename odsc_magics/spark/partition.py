@@ -59,7 +59,7 @@ class Prompts:
 
     def rows(self, df: pd.DataFrame) -> list[tuple[str, Any, str | None]]:
         """(row_key, request or None, error or None) for every row of ``df``."""
-        from odsc_magics.batch.frame import _is_missing
+        from odsc_magics.batch.frame import is_missing
         from odsc_magics.templating import render
 
         names = self.names
@@ -71,7 +71,7 @@ class Prompts:
             row = {name: column[position] for name, column in zip(names, values, strict=True)}
             request: Any = None
             error = None
-            empty = [name for name, value in row.items() if _is_missing(value)]
+            empty = [name for name, value in row.items() if is_missing(value)]
             if empty:
                 error = f"missing value in column {', '.join(map(repr, empty))} for this row"
             else:
@@ -166,7 +166,7 @@ class AnswerRows:
     ) -> tuple[list[dict[str, Any]], Any]:
         """The records and the runner that sent them; ``until(tally, limiter)`` true stops sending (rows not
         sent then are not recorded: a later task sends them)."""
-        from odsc_magics.batch.frame import _sender
+        from odsc_magics.batch.frame import request_sender
         from odsc_magics.batch.runner import BatchRunner, Job, Outcome, describe_error
         from odsc_magics.retry import classify_failure
 
@@ -191,7 +191,7 @@ class AnswerRows:
         if not jobs:
             return results, None  # type: ignore[return-value]
         endpoint = self.spec.endpoint()
-        send_one = _sender(endpoint, chat=self.prompts.chat, params=self.prompts.params)
+        send_one = request_sender(endpoint, chat=self.prompts.chat, params=self.prompts.params)
         retryable: dict[int, bool] = {}
 
         def send(job: Job) -> Any:
