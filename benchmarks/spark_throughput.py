@@ -19,7 +19,7 @@ The peers cannot sign OCI requests, so they talk to a signing proxy on 127.0.0.1
 the backend's profile) and forwards to the deployment's /predict; its cost per request is a millisecond or so.
 Each run prints rows/s, its ratio to the capacity, failed rows and requests sent per row (counted by the backend).
 
-    python benchmarks/spark_throughput.py [--serving gpu|fixed] [--time-scale 10] [--rows 8000]
+    python benchmarks/spark_throughput.py [--serving gpu|fixed] [--time-scale 10] [--rows 20000]
         [--peer-rows 1500] [--capacity 32] [--seconds 0.3] [--max-tokens N] [--peers ray,langchain]
 
 Rates are rows answered per second of the whole call (planning, the driver's capacity probe, writing and reading
@@ -51,7 +51,9 @@ SWEEP = (64, 128, 256)  # --serving gpu: the fixed concurrencies whose best rows
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=8000, help="rows for predict_spark and predict_frame")
+    # 20,000 rows, as notebooks/04_spark.ipynb: a Spark job's fixed cost (planning, starting the tasks, writing and
+    # reading the output: a few seconds) is then a few percent of the call, as it is for the jobs Spark is for.
+    parser.add_argument("--rows", type=int, default=20_000, help="rows for predict_spark and predict_frame")
     parser.add_argument("--peer-rows", type=int, default=1500, help="rows for each peer run (they are slower)")
     parser.add_argument("--serving", choices=("gpu", "fixed"), default="gpu", help="the backend's timing model")
     parser.add_argument("--time-scale", type=float, default=10.0, help="--serving gpu: simulated seconds per second")
