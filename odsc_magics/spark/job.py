@@ -12,7 +12,7 @@ from typing import Any
 
 from odsc_magics import errors
 from odsc_magics.batch.frame import BatchError
-from odsc_magics.spark.ledger import STATUS_OK, Ledger, spark_record_schema
+from odsc_magics.spark.ledger import STATUS_OK, Ledger, answered_frame
 from odsc_magics.spark.partition import KEY_COLUMN, RESULT_COLUMNS, AnswerRows, KeyRows, Prompts
 
 __all__ = ["SpeculationWarning", "predict_spark"]
@@ -96,7 +96,8 @@ def predict_spark(
             budget = split(slots, concurrency=concurrency, max_concurrency=found, max_rps=max_rps)
     answer = replace(answer, budget=budget, keyed=bool(previous))
     if previous:
-        planned, to_send = _resume(spark, sdf, prompts, checkpoint, answer, schema, output_column, partitions)
+        planned, to_send = _resume(spark, sdf, prompts, checkpoint, previous, answer, schema, output_column,
+                                   partitions)  # fmt: skip
     else:
         planned, to_send = sdf.mapInPandas(answer, schema), sdf
     total = to_send.count() if progress else None
@@ -162,6 +163,7 @@ def _resume(
     sdf: Any,
     prompts: Prompts,
     checkpoint: str,
+    files: list[str],
     answer: AnswerRows,
     schema: Any,
     output_column: str,
@@ -169,23 +171,16 @@ def _resume(
 ) -> tuple[Any, Any]:
     """The plan of a re-run: rows whose key has an ``ok`` record come from the checkpoint, the rest is sent.
 
-    The checkpoint's files are listed now, once: the files this run adds are never read by its own plan. The
-    rows to send are spread over as many partitions as the input has (adaptive execution would otherwise
-    coalesce a small remainder into one task, which holds only one task's share of the budget).
+    The checkpoint's ``files`` were listed before the run began: the files this run adds are never read by its
+    own plan. The rows to send are spread over as many partitions as the input has (adaptive execution would
+    otherwise coalesce a small remainder into one task, which holds only one task's share of the budget).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     keyed_schema = StructType([*sdf.schema.fields, StructField(KEY_COLUMN, StringType())])
     keyed = sdf.mapInPandas(KeyRows(prompts), keyed_schema)
-    done = (
-        spark.read.schema(spark_record_schema())
-        .option("recursiveFileLookup", "true")
-        .option("ignoreCorruptFiles", "true")
-        .parquet(checkpoint)
-        .filter(F.col("status") == STATUS_OK)
-        .dropDuplicates([KEY_COLUMN])
-    )
+    done = answered_frame(spark, checkpoint, files, partitions)
     to_send = keyed.join(done.select(KEY_COLUMN), KEY_COLUMN, "left_anti").repartition(partitions)
     answered = to_send.mapInPandas(answer, schema)
     results = done.select(

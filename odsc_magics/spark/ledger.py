@@ -11,10 +11,14 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from odsc_magics.spark.storage import Storage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -90,6 +94,36 @@ def read_records(storage: Storage, paths: Iterable[str]) -> list[dict[str, Any]]
             continue
         records.extend(table.to_pylist())
     return records
+
+
+def answered_frame(spark: Any, checkpoint: str, paths: list[str], partitions: int) -> Any:
+    """The ``ok`` records of the checkpoint files ``paths`` as a Spark DataFrame, one per row_key.
+
+    The Python workers read them, through the same file system that wrote them: the JVM needs no connector of
+    its own for the checkpoint's store (s3a:// without hadoop-aws, say), and one set of credentials serves both.
+    """
+    files = spark.createDataFrame([(path,) for path in paths], "path STRING")
+    files = files.repartition(max(1, min(partitions, len(paths))))
+    return files.mapInPandas(ReadAnswered(checkpoint), spark_record_schema()).dropDuplicates(["row_key"])
+
+
+@dataclass(frozen=True)
+class ReadAnswered:
+    """mapInPandas function: the ``ok`` records of the checkpoint files its input's ``path`` column names."""
+
+    checkpoint: str
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+        import pyarrow as pa
+
+        storage = Storage(self.checkpoint)
+        nullable = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype()}
+        for frame in batches:
+            records = [r for r in read_records(storage, frame["path"].tolist()) if r["status"] == STATUS_OK]
+            if records:
+                table = pa.Table.from_pylist(records, schema=record_schema())
+                yield table.to_pandas(types_mapper=nullable.get)
 
 
 def latest(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

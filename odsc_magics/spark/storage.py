@@ -6,7 +6,7 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
-from odsc_magics.errors import ValidationError
+from odsc_magics.errors import ConfigurationError, ValidationError
 
 # The fsspec package that serves each object-store scheme Spark users write (oci:// is the HDFS connector's
 # form, oci://bucket@namespace/path, which ocifs reads the same way).
@@ -34,6 +34,7 @@ class Storage:
         self.local = is_local(root)
         self._fs: Any = None
         self._options = options or {}
+        self._bucket_seen = False
         if self.local:
             self.root = local_path(self.root)
 
@@ -77,10 +78,14 @@ class Storage:
             except FileNotFoundError:
                 return []
             return sorted(os.path.join(directory, name) for name in names if not name.startswith((".", "_")))
+        fs = self.fs
         try:
-            found = self.fs.ls(directory, detail=False)
+            found = fs.ls(directory, detail=False)
         except FileNotFoundError:
+            self._check_bucket()
             return []
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
         return sorted(self._url(item) for item in found if not os.path.basename(str(item)).startswith((".", "_")))
 
     def list_all(self, under: str | None = None) -> list[str]:
@@ -91,11 +96,42 @@ class Storage:
             for directory, _, names in os.walk(top):
                 files.extend(os.path.join(directory, n) for n in names if not n.startswith((".", "_")))
             return sorted(files)
+        fs = self.fs
         try:
-            found = self.fs.find(top)
+            found = fs.find(top)
         except FileNotFoundError:
+            self._check_bucket()
             return []
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
         return sorted(self._url(p) for p in found if not os.path.basename(str(p)).startswith((".", "_")))
+
+    def _check_bucket(self) -> None:
+        """A directory not written yet lists as empty; a bucket that is not there is a wrong checkpoint."""
+        if self._bucket_seen:
+            return
+        parsed = urlparse(self.root)
+        try:
+            found = self.fs.exists(f"{parsed.scheme}://{parsed.netloc}")
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
+        if not found:
+            raise ValidationError(
+                f"checkpoint {self.root}: the bucket {parsed.netloc!r} does not exist (or these credentials may not "
+                "see it)",
+                hint="Fix the bucket's name in checkpoint=, or create the bucket; the driver and the executors need "
+                "credentials that can list, read and create objects in it.",
+            )
+        self._bucket_seen = True
+
+    def _unreachable(self, exc: BaseException) -> ConfigurationError:
+        reason = (str(exc).splitlines() or [""])[0][:300]
+        return ConfigurationError(
+            f"checkpoint {self.root} could not be listed: {type(exc).__name__}: {reason}",
+            hint="Check the object store's endpoint and the credentials in the environment of the driver and the "
+            "executors (s3a://: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; oci://: the resource "
+            "principal or the OCI config), or pass a local checkpoint path.",
+        )
 
     def _url(self, path: Any) -> str:
         """fsspec lists paths without their scheme; Spark and the next fsspec call want the full URL."""
