@@ -639,9 +639,10 @@ class RateLimiter:
             window = min(0.5, now - self._last_cut)
             seen = _per_second(self._successes_at, now, window) or _per_second(self._starts, now, window)
             first = TENANCY_RPS if kind == RATE and not self.learned else None
-            current = min(r for r in (self.rate, seen, first) if r) if (self.rate or seen or first) else None
-            if current is None:
+            known = [rate for rate in (self.rate, seen, first) if rate]
+            if not known:
                 return
+            current = min(known)
             if self._trial is None:
                 self._trial = (self.rate, self.learned, throttles / answers)
             self._cut_to(now, 0.9 * current)

@@ -50,7 +50,7 @@ def record_schema() -> Any:
 
 
 def spark_record_schema() -> str:
-    """The same record schema as a Spark DDL string (for reading the checkpoint back with Spark)."""
+    """The same record schema as a Spark DDL string (the schema of the checkpoint's records read back on a re-run)."""
     return (
         "row_key STRING, status STRING, text STRING, finish_reason STRING, prompt_tokens BIGINT, "
         "completion_tokens BIGINT, latency_s DOUBLE, attempts BIGINT, error STRING, finished_at DOUBLE"
