@@ -150,7 +150,7 @@ def embed_frame(
     if max_retries is None:
         max_retries = frames.max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
-    store = frames._checkpoint(checkpoint)
+    store = frames.open_checkpoint(checkpoint)
     result = _Vectors(len(df), limits.dimension)
     rows = Tally(total=len(df))
     requests = [0]
@@ -183,7 +183,7 @@ def embed_frame(
             )
 
     runner = BatchRunner(
-        request_sender(endpoint, params),
+        _sender(endpoint, params),
         deliver,
         concurrency=concurrency,
         max_retries=max_retries,
@@ -192,7 +192,7 @@ def embed_frame(
     )
     bar = Progress(total=len(df), enabled=progress)
     runner.on_progress = lambda _tally, limiter: bar.update(rows, limiter)
-    jobs = row_jobs(df, column, limits, params, target, store, result, rows, lock)
+    jobs = _jobs(df, column, limits, params, target, store, result, rows, lock)
 
     def close(interrupted: bool = False) -> dict[str, Any]:
         rows.requests, rows.throttled = requests[0], runner.tally.throttled
@@ -339,7 +339,7 @@ def _served_model(deployment: Any, endpoint: Any) -> tuple[str | None, str | Non
 # ------------------------------------------------------------------------------------------- sending
 
 
-def request_sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
+def _sender(endpoint: Any, params: dict[str, Any]) -> Callable[[Job], Any]:
     """One attempt per job: its texts in one request; a text the server refuses is found by halving."""
     import time
 
@@ -440,7 +440,7 @@ def _pack(items: list[tuple[int, str, str | None]], limits: EmbeddingLimits) -> 
         yield batch
 
 
-def row_jobs(
+def _jobs(
     df: pd.DataFrame,
     column: Any,
     limits: EmbeddingLimits,

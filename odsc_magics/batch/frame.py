@@ -111,7 +111,7 @@ def predict_frame(
     if max_retries is None:
         max_retries = max_retries_setting(endpoint)
     target = getattr(endpoint, "deployment_id", None) or getattr(endpoint, "url", "")
-    store = _checkpoint(checkpoint)
+    store = open_checkpoint(checkpoint)
     send = request_sender(endpoint, chat=chat, params=params)
     if typed is not None:
         send = typed.sender(send)
@@ -347,7 +347,8 @@ def resolve_endpoint(deployment: Any) -> Any:
     return connect(deployment)
 
 
-def _checkpoint(path: Any) -> Checkpoint | None:
+def open_checkpoint(path: Any) -> Checkpoint | None:
+    """The batch's checkpoint at ``path`` (None: none), opened, or a clear error naming what is wrong with it."""
     if path is None or path == "":
         return None
     if not isinstance(path, str | os.PathLike):
